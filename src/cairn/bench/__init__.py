@@ -1,0 +1,1 @@
+"""Workloads behind `cairn bench`; each returns its figures as a dict."""

@@ -1,0 +1,1 @@
+"""One node's chunk storage engine: segments, index, fsync policy, compaction, scrubbing."""

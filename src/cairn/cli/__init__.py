@@ -1,0 +1,1 @@
+"""The `cairn` command: one program for every role and every operator task."""

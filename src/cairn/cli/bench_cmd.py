@@ -1,0 +1,10 @@
+"""`cairn bench ...`: every benchmark. Each workload lives in `cairn.bench.<name>` and its
+command in a `cairn.cli.bench_<name>` module registered below. Every command takes
+`--json` and then prints one JSON object as the last line of stdout."""
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Measure throughput and latency; print the configuration with the figures."""

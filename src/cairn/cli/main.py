@@ -1,0 +1,23 @@
+"""Entry point of the `cairn` command; subcommands live in modules named for them."""
+
+import click
+
+from cairn import __version__
+from cairn.cli.bench_cmd import bench
+from cairn.cli.config_cmd import config
+from cairn.cli.sim_cmd import sim
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cairn")
+def cli() -> None:
+    """Cairn: a distributed object store with its own Raft and an S3 API."""
+
+
+cli.add_command(config)
+cli.add_command(bench)
+cli.add_command(sim)
+
+
+def main() -> None:
+    cli()

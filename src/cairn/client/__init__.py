@@ -1,0 +1,1 @@
+"""The Python SDK: objects, locks, admin, cluster-aware routing."""

@@ -1,0 +1,1 @@
+"""Encoding of one chunk: content-defined chunking, keyed hashing, compression, encryption."""

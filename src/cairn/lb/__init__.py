@@ -1,0 +1,1 @@
+"""The HTTP load balancer: proxying and health checks. Imports no storage layer."""

@@ -1,0 +1,1 @@
+"""Start, stop, kill and partition local node processes, for `cairn up` and the tests."""

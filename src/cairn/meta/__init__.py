@@ -1,0 +1,1 @@
+"""State machines on Raft: cluster map, buckets, credentials, locks, shard directory, index."""

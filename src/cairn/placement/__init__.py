@@ -1,0 +1,1 @@
+"""Where data lives: partitions, weighted rendezvous hashing, move plans, range maps. Pure."""

@@ -1,0 +1,1 @@
+"""Consensus: a sans-IO core, the write-ahead log and snapshots, and an asyncio driver."""

@@ -1,0 +1,23 @@
+"""Choose the event loop: uvloop when it is installed, the standard loop otherwise."""
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def install_event_loop_policy() -> str:
+    """Make new event loops uvloop loops if possible; return the name of the loop in use."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on the best available loop."""
+    install_event_loop_policy()
+    return asyncio.run(main)

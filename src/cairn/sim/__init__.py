@@ -1,0 +1,1 @@
+"""Deterministic simulation: virtual clock, network and disk with faults; drives raft and meta."""

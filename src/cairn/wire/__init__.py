@@ -1,0 +1,1 @@
+"""Framed, authenticated RPC over TCP/TLS shared by every node process."""
