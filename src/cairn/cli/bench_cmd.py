@@ -4,7 +4,12 @@ command in a `cairn.cli.bench_<name>` module registered below. Every command tak
 
 import click
 
+from cairn.cli.bench_rpc import rpc as bench_rpc
+
 
 @click.group()
 def bench() -> None:
     """Measure throughput and latency; print the configuration with the figures."""
+
+
+bench.add_command(bench_rpc)

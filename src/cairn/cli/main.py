@@ -4,8 +4,12 @@ import click
 
 from cairn import __version__
 from cairn.cli.bench_cmd import bench
+from cairn.cli.cert_cmd import cert
 from cairn.cli.config_cmd import config
+from cairn.cli.server_cmd import server
 from cairn.cli.sim_cmd import sim
+from cairn.cli.status_cmd import ping, status
+from cairn.cli.up_cmd import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +19,11 @@ def cli() -> None:
 
 
 cli.add_command(config)
+cli.add_command(server)
+cli.add_command(up)
+cli.add_command(status)
+cli.add_command(ping)
+cli.add_command(cert)
 cli.add_command(bench)
 cli.add_command(sim)
 

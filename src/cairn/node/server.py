@@ -1,0 +1,91 @@
+"""The node server: what `cairn server` runs.
+
+At this stage a node opens its data directory, serves authenticated RPC (ping) and the
+admin HTTP port (`/metrics`, `/health`), and stops cleanly on SIGTERM or SIGINT. The
+roles of later layers (Raft groups, chunkstore, gateway) attach here.
+"""
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from cairn import __version__
+from cairn.config import CairnConfig, parse_hostport
+from cairn.monitor.admin_http import AdminServer
+from cairn.monitor.logs import bind_node, configure_logging, log_event
+from cairn.node.datadir import DataDir
+from cairn.runtime.event_loop import run
+from cairn.wire import CertFiles, Ping, Router, RpcServer, derive_auth_key, ping_handler
+from cairn.wire.tls import server_context
+
+log = logging.getLogger("cairn.node")
+
+
+class NodeServer:
+    def __init__(self, config: CairnConfig) -> None:
+        self.config = config
+        self.data_dir = DataDir(Path(config.data_dir))
+        self.router = Router()
+        self.router.register(Ping, ping_handler(config.node_id))
+        ssl_context = None
+        if config.tls.enabled:
+            files = CertFiles(
+                Path(config.tls.ca_file), Path(config.tls.cert_file), Path(config.tls.key_file)
+            )
+            ssl_context = server_context(files)
+        self.rpc = RpcServer(
+            self.router,
+            node_id=config.node_id,
+            auth_key=derive_auth_key(config.cluster_secret),
+            ssl_context=ssl_context,
+        )
+        admin_host, admin_port = parse_hostport(config.admin_listen)
+        self.admin = AdminServer(admin_host, admin_port)
+        self.admin.checks["rpc"] = self._rpc_health
+        self._stopped = asyncio.Event()
+
+    async def _rpc_health(self) -> str | None:
+        return None if self.rpc.port else "rpc server not listening"
+
+    async def start(self) -> None:
+        self.data_dir.acquire()
+        rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
+        await self.rpc.start(rpc_host, rpc_port)
+        await self.admin.start()
+        self.admin.identity.update(
+            node_id=self.config.node_id,
+            version=__version__,
+            rpc=f"{rpc_host}:{self.rpc.port}",
+            admin=f"{self.admin.host}:{self.admin.bound_port}",
+            roles=",".join(self.config.roles),
+        )
+        self.data_dir.write_json("node.json", dict(self.admin.identity))
+        log_event(log, "node.started", **self.admin.identity)
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        await self.admin.stop()
+        await self.rpc.stop()
+        self.data_dir.release()
+        log_event(log, "node.stopped")
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM/SIGINT, stop."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        await self.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop()
+
+
+def run_node(config: CairnConfig) -> None:
+    """Run a node in the foreground (blocking)."""
+    configure_logging(config.log_format, config.log_level)
+    bind_node(config.node_id)
+    run(NodeServer(config).serve())
