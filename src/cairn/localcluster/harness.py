@@ -22,6 +22,7 @@ from typing import Any
 from cairn.base.errors import CairnError
 from cairn.config.model import DEV_SECRET
 from cairn.localcluster.children import spawn
+from cairn.localcluster.netns import NetnsLab
 
 HEALTH_WAIT_SECONDS = 30.0
 STOP_WAIT_SECONDS = 10.0
@@ -96,23 +97,27 @@ class LocalCluster:
         secret: str = DEV_SECRET,
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
+        lab: NetnsLab | None = None,
     ) -> None:
         if nodes < 1:
             raise ClusterError("a cluster needs at least one node")
         self.base_dir = base_dir
         self.secret = secret
         self.settings = settings or {}
-        ports = free_ports(nodes * 3, host)
+        # In a netns lab every node has its own address, so fixed ports do; on loopback
+        # the nodes share 127.0.0.1 and get ports the kernel says are free.
+        ports = free_ports(nodes * 3, host) if lab is None else [7400, 7480, 9000] * nodes
         self.nodes: dict[str, NodeHandle] = {}
         for i in range(nodes):
             node_id = f"node-{i + 1}"
             self.nodes[node_id] = NodeHandle(
                 node_id=node_id,
-                host=host,
+                host=host if lab is None else lab.address(node_id),
                 rpc_port=ports[3 * i],
                 admin_port=ports[3 * i + 1],
                 s3_port=ports[3 * i + 2],
                 data_dir=base_dir / node_id,
+                argv_prefix=[] if lab is None else lab.exec_prefix(node_id),
             )
 
     # -- lifecycle ---------------------------------------------------------------------
