@@ -66,9 +66,22 @@ def test_second_process_on_same_data_dir_is_refused(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, nodes=1) as cluster:
         node = cluster.nodes["node-1"]
         result = subprocess.run(
-            [sys.executable, "-m", "cairn", "server", "--data-dir", str(node.data_dir),
-             "--rpc-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-m",
+                "cairn",
+                "server",
+                "--data-dir",
+                str(node.data_dir),
+                "--rpc-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert result.returncode != 0
         assert "in use by another process" in result.stderr
