@@ -4,6 +4,8 @@ command in a `cairn.cli.bench_<name>` module registered below. Every command tak
 
 import click
 
+from cairn.cli.bench_codec import bench_codec
+from cairn.cli.bench_dedup import bench_dedup
 from cairn.cli.bench_rpc import rpc as bench_rpc
 
 
@@ -13,3 +15,5 @@ def bench() -> None:
 
 
 bench.add_command(bench_rpc)
+bench.add_command(bench_codec)
+bench.add_command(bench_dedup)
