@@ -4,8 +4,10 @@ command in a `cairn.cli.bench_<name>` module registered below. Every command tak
 
 import click
 
+from cairn.cli.bench_balance import bench_balance
 from cairn.cli.bench_codec import bench_codec
 from cairn.cli.bench_dedup import bench_dedup
+from cairn.cli.bench_placement import bench_placement
 from cairn.cli.bench_rpc import rpc as bench_rpc
 
 
@@ -14,6 +16,8 @@ def bench() -> None:
     """Measure throughput and latency; print the configuration with the figures."""
 
 
+bench.add_command(bench_placement)
+bench.add_command(bench_balance)
 bench.add_command(bench_rpc)
 bench.add_command(bench_codec)
 bench.add_command(bench_dedup)
