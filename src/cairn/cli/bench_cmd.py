@@ -5,6 +5,7 @@ command in a `cairn.cli.bench_<name>` module registered below. Every command tak
 import click
 
 from cairn.cli.bench_balance import bench_balance
+from cairn.cli.bench_chunkstore import bench_chunkstore
 from cairn.cli.bench_codec import bench_codec
 from cairn.cli.bench_dedup import bench_dedup
 from cairn.cli.bench_placement import bench_placement
@@ -21,3 +22,4 @@ bench.add_command(bench_balance)
 bench.add_command(bench_rpc)
 bench.add_command(bench_codec)
 bench.add_command(bench_dedup)
+bench.add_command(bench_chunkstore)
