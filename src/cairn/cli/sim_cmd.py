@@ -2,7 +2,12 @@
 
 import click
 
+from cairn.cli.sim_raft import sim_raft
+
 
 @click.group()
 def sim() -> None:
     """Run seeded, replayable simulations with faults and check every run."""
+
+
+sim.add_command(sim_raft)

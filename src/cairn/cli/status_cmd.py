@@ -3,15 +3,18 @@
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
+import msgspec
 
 from cairn.base.errors import CairnError
 from cairn.cli.output import print_table
 from cairn.config.model import DEV_SECRET
 from cairn.localcluster.harness import health
+from cairn.raft.kv_service import RaftStatus, RaftStatusReply
 from cairn.runtime.event_loop import run
-from cairn.wire import Ping, Pong, RpcConnection, derive_auth_key
+from cairn.wire import Ping, Pong, RpcConnection, RpcPool, derive_auth_key
 
 
 @click.command()
@@ -59,14 +62,43 @@ def status(data_dir: str, as_json: bool) -> None:
     if not path.exists():
         raise click.ClickException(f"{path} not found: is a cluster running (`cairn up`)?")
     described = json.loads(path.read_text())
+    raft = run(_raft_statuses(described))
     rows, result = [], []
     for node in described["nodes"]:
         host, _, port = node["admin"].removeprefix("http://").rpartition(":")
         answer = health(host, int(port))
         state = "down" if answer is None else ("ok" if answer[0] == 200 else "unhealthy")
-        rows.append([node["node_id"], state, node["rpc"], node["admin"], node["pid"]])
-        result.append({"node_id": node["node_id"], "state": state, **(answer[1] if answer else {})})
+        group = raft.get(node["rpc"])
+        raft_text = (
+            "-"
+            if group is None
+            else (
+                f"{group.role} (leader {group.leader_id or '?'}, term {group.term}, "
+                f"applied {group.applied_index})"
+            )
+        )
+        rows.append([node["node_id"], state, node["rpc"], node["admin"], node["pid"], raft_text])
+        entry = {"node_id": node["node_id"], "state": state, **(answer[1] if answer else {})}
+        if group is not None:
+            entry["raft"] = msgspec.to_builtins(group)
+        result.append(entry)
     if as_json:
         click.echo(json.dumps({"nodes": result}))
     else:
-        print_table("cairn nodes", ["node", "state", "rpc", "admin", "pid"], rows)
+        print_table("cairn nodes", ["node", "state", "rpc", "admin", "pid", "raft group 1"], rows)
+
+
+async def _raft_statuses(described: dict[str, Any]) -> dict[str, RaftStatusReply]:
+    """Raft status of group 1 on every node that hosts it (missing: down or no Raft)."""
+    pool = RpcPool("cli", derive_auth_key(described["cluster_secret"]))
+    found: dict[str, RaftStatusReply] = {}
+    try:
+        for node in described["nodes"]:
+            try:
+                reply, _ = await pool.call(node["rpc"], RaftStatus(1), RaftStatusReply, timeout=1)
+            except CairnError:
+                continue
+            found[node["rpc"]] = reply
+    finally:
+        await pool.close()
+    return found

@@ -25,10 +25,16 @@ from cairn.localcluster.harness import ClusterError
     show_default=False,
     help="Cluster secret (default: a development secret; set one for real use).",
 )
-def up(nodes: int, data_dir: str, secret: str) -> None:
+@click.option(
+    "--raft/--no-raft",
+    default=True,
+    show_default=True,
+    help="Run the replicated KV Raft group on every node.",
+)
+def up(nodes: int, data_dir: str, secret: str, raft: bool) -> None:
     """Start NODES node processes on 127.0.0.1 and keep them running until Ctrl-C."""
     base = Path(data_dir).resolve()
-    cluster = LocalCluster(base, nodes, secret=secret)
+    cluster = LocalCluster(base, nodes, secret=secret, raft=raft)
     click.echo(f"starting {nodes} nodes under {base} ...", err=True)
     try:
         cluster.start()

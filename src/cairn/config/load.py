@@ -18,7 +18,7 @@ from cairn.base.errors import ConfigError
 from cairn.config.model import CairnConfig
 
 ENV_PREFIX = "CAIRN_"
-LIST_FIELDS = frozenset({"roles", "seeds"})
+LIST_FIELDS = frozenset({"roles", "seeds", "raft_peers"})
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,24 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_format: LogFormat = "kv"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    # Static Raft membership until the cluster map (issue 6) takes over: this node's Raft
+    # id (0: hosts no Raft group) and every member as "ID=HOST:PORT" (RPC address).
+    raft_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    raft_peers: list[str] = msgspec.field(default_factory=list)
+    raft_tick_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    raft_election_ticks: Annotated[int, msgspec.Meta(ge=3, le=1000)] = 10
+    raft_snapshot_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+
+    def raft_members(self) -> dict[int, str]:
+        """raft_peers parsed: node id -> RPC address."""
+        members: dict[int, str] = {}
+        for item in self.raft_peers:
+            ident, sep, address = item.partition("=")
+            if not sep or not ident.isdigit() or int(ident) < 1:
+                raise ValueError(f"raft_peers: expected ID=HOST:PORT with ID >= 1, got {item!r}")
+            parse_hostport(address)
+            members[int(ident)] = address
+        return members
 
     def __post_init__(self) -> None:
         for name in ("rpc_listen", "admin_listen", "s3_listen"):
@@ -90,6 +108,9 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("roles must name at least one role")
         if len(set(self.roles)) != len(self.roles):
             raise ValueError(f"roles has duplicates: {self.roles}")
+        members = self.raft_members()
+        if self.raft_id and self.raft_id not in members:
+            raise ValueError(f"raft_id {self.raft_id} is not among raft_peers")
 
 
 SECRET_FIELDS = ("cluster_secret",)

@@ -98,12 +98,15 @@ class LocalCluster:
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
         lab: NetnsLab | None = None,
+        raft: bool = False,
     ) -> None:
+        """`raft=True` makes every node a member of the replicated KV group (issue 3)."""
         if nodes < 1:
             raise ClusterError("a cluster needs at least one node")
         self.base_dir = base_dir
         self.secret = secret
         self.settings = settings or {}
+        self.raft = raft
         # In a netns lab every node has its own address, so fixed ports do; on loopback
         # the nodes share 127.0.0.1 and get ports the kernel says are free.
         ports = free_ports(nodes * 3, host) if lab is None else [7400, 7480, 9000] * nodes
@@ -121,8 +124,22 @@ class LocalCluster:
             )
 
     # -- lifecycle ---------------------------------------------------------------------
+    def raft_id(self, node_id: str) -> int:
+        return list(self.nodes).index(node_id) + 1
+
     def argv(self, node: NodeHandle) -> list[str]:
         seeds = ",".join(n.rpc_address for n in self.nodes.values() if n is not node)
+        raft_args: list[str] = []
+        if self.raft:
+            peers = ",".join(
+                f"{self.raft_id(n.node_id)}={n.rpc_address}" for n in self.nodes.values()
+            )
+            raft_args = [
+                "--set",
+                f"raft_id={self.raft_id(node.node_id)}",
+                "--set",
+                f"raft_peers={peers}",
+            ]
         argv = [
             *node.argv_prefix,
             sys.executable,
@@ -142,6 +159,7 @@ class LocalCluster:
             "--set",
             f"seeds={seeds}",
         ]
+        argv += raft_args
         for name, value in self.settings.items():
             argv += ["--set", f"{name}={value}"]
         return argv + node.extra_args

@@ -7,6 +7,7 @@ roles of later layers (Raft groups, chunkstore, gateway) attach here.
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -15,11 +16,17 @@ from cairn.config import CairnConfig, parse_hostport
 from cairn.monitor.admin_http import AdminServer
 from cairn.monitor.logs import bind_node, configure_logging, log_event
 from cairn.node.datadir import DataDir
+from cairn.raft.driver import GroupSettings
+from cairn.raft.host import RaftHost
+from cairn.raft.kv_service import KvService
 from cairn.runtime.event_loop import run
-from cairn.wire import CertFiles, Ping, Router, RpcServer, derive_auth_key, ping_handler
+from cairn.wire import CertFiles, Ping, Router, RpcPool, RpcServer, derive_auth_key, ping_handler
 from cairn.wire.tls import server_context
 
 log = logging.getLogger("cairn.node")
+
+FATAL_EXIT_CODE = 70  # EX_SOFTWARE
+KV_GROUP_ID = 1  # the replicated KV group of issue 3; metadata groups follow in issue 6
 
 
 class NodeServer:
@@ -44,15 +51,43 @@ class NodeServer:
         self.admin = AdminServer(admin_host, admin_port)
         self.admin.checks["rpc"] = self._rpc_health
         self._stopped = asyncio.Event()
+        self.pool = RpcPool(config.node_id, derive_auth_key(config.cluster_secret))
+        self.raft: RaftHost | None = None
+        if config.raft_id:
+            self.raft = RaftHost(
+                config.raft_id,
+                config.raft_members(),
+                Path(config.data_dir) / "raft",
+                self.pool,
+                GroupSettings(
+                    tick_seconds=config.raft_tick_ms / 1000,
+                    election_timeout_ticks=config.raft_election_ticks,
+                    snapshot_every_entries=config.raft_snapshot_entries,
+                ),
+                on_fatal=self._fatal,
+            )
+            self.raft.register(self.router)
+            KvService(self.raft).register(self.router)
+
+    def _fatal(self, error: BaseException) -> None:
+        """A broken invariant in a Raft group: exit at once (crash-only). Everything this
+        node acknowledged is already durable; a restart recovers from disk."""
+        log_event(log, "node.fatal", logging.CRITICAL, error=repr(error))
+        logging.shutdown()
+        os._exit(FATAL_EXIT_CODE)
 
     async def _rpc_health(self) -> str | None:
         return None if self.rpc.port else "rpc server not listening"
 
     async def start(self) -> None:
         self.data_dir.acquire()
+        if self.raft is not None:
+            self.raft.add_group(KV_GROUP_ID, set(self.raft.members))
         rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
         await self.rpc.start(rpc_host, rpc_port)
         await self.admin.start()
+        if self.raft is not None:
+            self.raft.start()
         self.admin.identity.update(
             node_id=self.config.node_id,
             version=__version__,
@@ -69,6 +104,9 @@ class NodeServer:
     async def stop(self) -> None:
         await self.admin.stop()
         await self.rpc.stop()
+        if self.raft is not None:
+            await self.raft.stop()
+        await self.pool.close()
         self.data_dir.release()
         log_event(log, "node.stopped")
 

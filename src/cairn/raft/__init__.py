@@ -1,1 +1,47 @@
 """Consensus: a sans-IO core, the write-ahead log and snapshots, and an asyncio driver."""
+
+from cairn.raft.core import RaftConfig, RaftNode, bootstrap_snapshot
+from cairn.raft.types import (
+    ConfChange,
+    ConfChangeRejected,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    NotLeader,
+    ProposalDropped,
+    ProposalTooLarge,
+    RaftError,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+
+__all__ = [
+    "ConfChange",
+    "ConfChangeRejected",
+    "ConfChangeType",
+    "ConfState",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "Message",
+    "MessageType",
+    "NotLeader",
+    "ProposalDropped",
+    "ProposalTooLarge",
+    "RaftConfig",
+    "RaftError",
+    "RaftNode",
+    "ReadState",
+    "Ready",
+    "Role",
+    "Snapshot",
+    "SnapshotMeta",
+    "bootstrap_snapshot",
+]

@@ -1,0 +1,489 @@
+"""One object index shard: (bucket, key) -> versions -> manifest, for a range of keys.
+
+Theory of operation. An index shard is the state machine of one Raft group and owns the
+half-open range `[start, end)` of *encoded* object keys (`cairn.placement.encode_object_key`:
+UTF-8 bucket, 0x00, UTF-8 key), so byte order of encoded keys is (bucket, key) order and
+each bucket's keys are contiguous. The root group's shard directory says which shard owns
+which range; a command for a key outside the range fails with `KeyOutOfRange` and the
+caller refreshes its copy of the directory.
+
+Each key holds its versions, newest last; a version is a manifest or a delete marker. The
+shard does not read the bucket table (another Raft group): every write carries the bucket's
+versioning state, and S3's rules follow from it:
+
+| versioning  | PUT                                   | DELETE without a version id          |
+|-------------|---------------------------------------|--------------------------------------|
+| unversioned | replaces everything, version "null"   | removes the key                      |
+| enabled     | appends a version with a fresh id     | appends a delete marker (fresh id)   |
+| suspended   | replaces the "null" version           | replaces "null" with a null marker   |
+
+DELETE with a version id removes exactly that version. Fresh version ids are derived from
+the shard id and the Raft index of the command (`{shard:08x}{index:016x}`), so every
+replica picks the same id and two shards never do.
+
+Listing (S3 ListObjectsV2) walks a sorted list of the keys whose newest version is not a
+delete marker, by bisection: start at max(prefix, resume point), stop when keys leave the
+prefix; with a delimiter, a key whose rest (after the prefix) contains it is rolled up into
+a common prefix and the walk jumps past every key under that prefix. Keys and common
+prefixes both count toward `max_keys`. The continuation token is opaque to clients; it is
+the URL-safe base64 of the first key (UTF-8 bytes) the next page may return, so the shard
+keeps no cursor state. A page from one shard that is not truncated means "nothing more
+here": the service continues at the next shard of the bucket's range with the same
+parameters, dropping a common prefix equal to the last one it already returned (a prefix
+can span a shard boundary).
+
+Counters per bucket (live objects, versions including markers, bytes over all versions)
+are kept up to date on every change; a bucket is empty for deletion when its version count
+is 0 in every shard. `live_chunk_ids` gives every chunk referenced by any version, the mark
+phase of garbage collection. After the directory splits this shard, `split_snapshot`
+seeds the new group with the upper half and `ShrinkRange` drops it here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from cairn.meta.buckets import VersioningState, validate_bucket_name
+from cairn.meta.machine import (
+    COMMAND_FORMAT_V1,
+    SNAPSHOT_FORMAT_V1,
+    MetaError,
+    ReplicatedMachine,
+    SnapshotFormatError,
+    VersionedCodec,
+)
+from cairn.meta.manifest import Manifest, validate
+
+OBJECT_KEY_BYTES_MAX = 1024
+LIST_KEYS_MAX = 1000
+"""A page lists at most this many keys and common prefixes (S3 clamps max-keys to 1000)."""
+VERSIONS_PER_KEY_MAX = 100_000
+CONTINUATION_TOKEN_CHARS_MAX = 2048
+NULL_VERSION = "null"
+
+
+class ObjectIndexError(MetaError):
+    """An index command or query was rejected."""
+
+    code = "InvalidRequest"
+
+
+class NoSuchKey(ObjectIndexError):
+    code = "NoSuchKey"
+
+    def __init__(self, message: str, delete_marker: bool = False) -> None:
+        super().__init__(message)
+        self.delete_marker = delete_marker
+
+
+class NoSuchVersion(ObjectIndexError):
+    code = "NoSuchVersion"
+
+
+class InvalidObjectKey(ObjectIndexError):
+    """Empty, longer than `OBJECT_KEY_BYTES_MAX`, or not valid UTF-8."""
+
+    code = "KeyTooLongError"
+
+
+class KeyOutOfRange(ObjectIndexError):
+    """The key belongs to another shard: refresh the shard directory and retry."""
+
+    code = "WrongShard"
+
+
+class InvalidListArgument(ObjectIndexError):
+    code = "InvalidArgument"
+
+
+class TooManyVersions(ObjectIndexError):
+    code = "TooManyVersions"
+
+
+class ObjectVersion(msgspec.Struct, frozen=True):
+    """A version of a key; `manifest` None is a delete marker."""
+
+    version_id: str
+    created_s: float
+    manifest: Manifest | None
+
+    @property
+    def is_delete_marker(self) -> bool:
+        return self.manifest is None
+
+    @property
+    def size(self) -> int:
+        return self.manifest.size if self.manifest is not None else 0
+
+
+class BucketStats(msgspec.Struct, frozen=True):
+    objects: int = 0
+    """Keys whose newest version is an object (what a listing shows)."""
+    versions: int = 0
+    """Every version, delete markers included (0 means the bucket is empty here)."""
+    bytes: int = 0
+    """Sum of the sizes of every version."""
+
+
+class ListEntry(msgspec.Struct, frozen=True):
+    key: str
+    version: ObjectVersion
+
+
+class ListPage(msgspec.Struct, frozen=True):
+    entries: list[ListEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_continuation_token: str | None
+
+    @property
+    def key_count(self) -> int:
+        return len(self.entries) + len(self.common_prefixes)
+
+
+# Commands ---------------------------------------------------------------------------------
+
+
+class PutObject(msgspec.Struct, tag="put", frozen=True):
+    bucket: str
+    key: str
+    manifest: Manifest
+    versioning: VersioningState
+
+
+class DeleteObject(msgspec.Struct, tag="delete", frozen=True):
+    bucket: str
+    key: str
+    created_s: float
+    versioning: VersioningState
+    version_id: str | None = None
+
+
+class ShrinkRange(msgspec.Struct, tag="shrink", frozen=True):
+    """Give up `[end, old end)` after a split (the new shard holds it)."""
+
+    end: bytes
+
+
+IndexCommand = PutObject | DeleteObject | ShrinkRange
+
+
+class PutResult(msgspec.Struct, frozen=True):
+    version_id: str
+
+
+class DeleteResult(msgspec.Struct, frozen=True):
+    deleted: bool
+    """Whether something was removed or a marker was written."""
+    version_id: str | None = None
+    """The version removed, or the id of the new delete marker."""
+    delete_marker: bool = False
+
+
+class ShrinkResult(msgspec.Struct, frozen=True):
+    dropped_keys: int
+
+
+class _KeyEntry(msgspec.Struct, frozen=True, array_like=True):
+    encoded_key: bytes
+    versions: list[ObjectVersion]
+
+
+class _SnapshotV1(msgspec.Struct, frozen=True):
+    applied_index: int
+    shard_id: int
+    start: bytes
+    end: bytes | None
+    keys: list[_KeyEntry]
+
+
+_commands: VersionedCodec[IndexCommand] = VersionedCodec(IndexCommand, COMMAND_FORMAT_V1)
+_snapshots: VersionedCodec[_SnapshotV1] = VersionedCodec(
+    _SnapshotV1, SNAPSHOT_FORMAT_V1, SnapshotFormatError
+)
+
+
+def encode_command(command: IndexCommand) -> bytes:
+    return _commands.encode(command)
+
+
+def decode_command(data: bytes) -> IndexCommand:
+    return _commands.decode(data)
+
+
+def encode_key(bucket: str, key: str) -> bytes:
+    """The encoded key of (bucket, key), after checking both (typed errors)."""
+    validate_bucket_name(bucket)
+    try:
+        raw = key.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidObjectKey("key is not valid UTF-8") from exc
+    if not 1 <= len(raw) <= OBJECT_KEY_BYTES_MAX:
+        raise InvalidObjectKey(f"key must be 1..{OBJECT_KEY_BYTES_MAX} bytes, not {len(raw)}")
+    return bucket.encode() + b"\x00" + raw
+
+
+def successor_of_prefix(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def encode_token(resume: bytes) -> str:
+    return base64.urlsafe_b64encode(resume).decode().rstrip("=")
+
+
+def decode_token(token: str) -> bytes:
+    if len(token) > CONTINUATION_TOKEN_CHARS_MAX:
+        raise InvalidListArgument("continuation token too long")
+    try:
+        return base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidListArgument("the continuation token provided is incorrect") from exc
+
+
+@dataclass
+class _Counts:
+    objects: int = 0
+    versions: int = 0
+    bytes: int = 0
+
+
+class IndexShard(ReplicatedMachine[IndexCommand]):
+    """The replicated index of one key range (see the module docstring)."""
+
+    commands = _commands
+
+    def __init__(self, shard_id: int = 1, start: bytes = b"", end: bytes | None = None) -> None:
+        super().__init__()
+        self._reset(shard_id, start, end)
+
+    def _reset(self, shard_id: int, start: bytes, end: bytes | None) -> None:
+        assert end is None or start < end
+        self.shard_id = shard_id
+        self.start = start
+        self.end = end
+        self._versions: dict[bytes, list[ObjectVersion]] = {}
+        self._live: list[bytes] = []  # sorted encoded keys whose newest version is an object
+        self._counts: dict[str, _Counts] = {}
+
+    # Queries ------------------------------------------------------------------------------
+
+    def owns(self, encoded_key: bytes) -> bool:
+        return self.start <= encoded_key and (self.end is None or encoded_key < self.end)
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectVersion:
+        """The newest version (never a marker), or the version `version_id` (maybe one)."""
+        versions = self._versions.get(self._key(bucket, key), [])
+        if version_id is None:
+            if not versions:
+                raise NoSuchKey(f"{bucket}/{key}")
+            if versions[-1].is_delete_marker:
+                raise NoSuchKey(f"{bucket}/{key} is deleted", delete_marker=True)
+            return versions[-1]
+        for version in versions:
+            if version.version_id == version_id:
+                return version
+        raise NoSuchVersion(f"{bucket}/{key} has no version {version_id!r}")
+
+    def versions(self, bucket: str, key: str) -> list[ObjectVersion]:
+        """Every version of a key, newest first."""
+        return self._versions.get(self._key(bucket, key), [])[::-1]
+
+    def stats(self, bucket: str) -> BucketStats:
+        counts = self._counts.get(bucket, _Counts())
+        return BucketStats(counts.objects, counts.versions, counts.bytes)
+
+    def total(self) -> BucketStats:
+        return BucketStats(
+            sum(c.objects for c in self._counts.values()),
+            sum(c.versions for c in self._counts.values()),
+            sum(c.bytes for c in self._counts.values()),
+        )
+
+    def live_chunk_ids(self) -> frozenset[bytes]:
+        """Every chunk id that some version (current or not) references."""
+        return frozenset(self._iter_chunk_ids())
+
+    def _iter_chunk_ids(self) -> Iterator[bytes]:
+        for versions in self._versions.values():
+            for version in versions:
+                if version.manifest is not None:
+                    yield from version.manifest.chunk_ids()
+
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        continuation_token: str | None = None,
+        max_keys: int = LIST_KEYS_MAX,
+    ) -> ListPage:
+        """One page of ListObjectsV2 over this shard (see the module docstring)."""
+        validate_bucket_name(bucket)
+        if max_keys < 0:
+            raise InvalidListArgument(f"max-keys must be >= 0: {max_keys}")
+        max_keys = min(max_keys, LIST_KEYS_MAX)
+        for what, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("start-after", start_after),
+        ):
+            if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
+                raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+        if continuation_token is not None:
+            resume = decode_token(continuation_token)
+        else:
+            resume = start_after.encode() + b"\x00" if start_after else b""
+        base = bucket.encode() + b"\x00"
+        prefixed = base + prefix.encode()
+        sep = delimiter.encode()
+        live = self._live
+        i = bisect_left(live, max(prefixed, base + resume))
+        entries: list[ListEntry] = []
+        prefixes: list[str] = []
+        last: bytes | None = None  # resume point after the last item returned
+        truncated = False
+        while i < len(live) and live[i].startswith(prefixed):
+            if len(entries) + len(prefixes) == max_keys:
+                truncated = True
+                break
+            encoded = live[i]
+            cut = encoded.find(sep, len(prefixed)) if sep else -1
+            if cut >= 0:
+                common = encoded[len(base) : cut + len(sep)]
+                prefixes.append(common.decode())
+                after = successor_of_prefix(base + common)
+                assert after is not None, "UTF-8 never holds 0xff"
+                last = after[len(base) :]
+                i = bisect_left(live, after, i)
+            else:
+                key = encoded[len(base) :]
+                entries.append(ListEntry(key.decode(), self._versions[encoded][-1]))
+                last = key + b"\x00"
+                i += 1
+        token = None
+        if truncated:
+            token = encode_token(last if last is not None else max(resume, prefix.encode()))
+        return ListPage(entries, prefixes, truncated, token)
+
+    def split_snapshot(self, at: bytes, new_shard_id: int) -> bytes:
+        """A snapshot of `[at, end)` as shard `new_shard_id`, to seed the new group."""
+        if not (self.owns(at) and at > self.start):
+            raise KeyOutOfRange(f"split point {at!r} is not inside this shard")
+        keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items()) if k >= at]
+        return _snapshots.encode(_SnapshotV1(0, new_shard_id, at, self.end, keys))
+
+    # Commands -----------------------------------------------------------------------------
+
+    def execute(self, command: IndexCommand) -> PutResult | DeleteResult | ShrinkResult:
+        if isinstance(command, PutObject):
+            return self._put(command)
+        if isinstance(command, DeleteObject):
+            return self._delete(command)
+        return self._shrink(command)
+
+    def _key(self, bucket: str, key: str) -> bytes:
+        encoded = encode_key(bucket, key)
+        if not self.owns(encoded):
+            raise KeyOutOfRange(f"{bucket}/{key} is not in shard {self.shard_id}")
+        return encoded
+
+    def _fresh_id(self) -> str:
+        return f"{self.shard_id:08x}{self.applied_index:016x}"
+
+    def _put(self, command: PutObject) -> PutResult:
+        encoded = self._key(command.bucket, command.key)
+        validate(command.manifest)
+        old = self._versions.get(encoded, [])
+        if command.versioning == VersioningState.ENABLED:
+            if len(old) >= VERSIONS_PER_KEY_MAX:
+                raise TooManyVersions(f"{command.bucket}/{command.key}")
+            version_id = self._fresh_id()
+            new = [*old, ObjectVersion(version_id, command.manifest.created_s, command.manifest)]
+        else:
+            version_id = NULL_VERSION
+            version = ObjectVersion(version_id, command.manifest.created_s, command.manifest)
+            keep = [] if command.versioning == VersioningState.UNVERSIONED else old
+            new = [v for v in keep if v.version_id != NULL_VERSION] + [version]
+        self._replace(command.bucket, encoded, new)
+        return PutResult(version_id)
+
+    def _delete(self, command: DeleteObject) -> DeleteResult:
+        encoded = self._key(command.bucket, command.key)
+        old = self._versions.get(encoded, [])
+        if command.version_id is not None:
+            new = [v for v in old if v.version_id != command.version_id]
+            if len(new) == len(old):
+                return DeleteResult(False, command.version_id)
+            was_marker = any(v.is_delete_marker for v in old if v.version_id == command.version_id)
+            self._replace(command.bucket, encoded, new)
+            return DeleteResult(True, command.version_id, was_marker)
+        if command.versioning == VersioningState.UNVERSIONED:
+            self._replace(command.bucket, encoded, [])
+            return DeleteResult(bool(old))
+        if command.versioning == VersioningState.ENABLED:
+            if len(old) >= VERSIONS_PER_KEY_MAX:
+                raise TooManyVersions(f"{command.bucket}/{command.key}")
+            version_id = self._fresh_id()
+            keep = old
+        else:
+            version_id = NULL_VERSION
+            keep = [v for v in old if v.version_id != NULL_VERSION]
+        marker = ObjectVersion(version_id, command.created_s, None)
+        self._replace(command.bucket, encoded, [*keep, marker])
+        return DeleteResult(True, version_id, True)
+
+    def _shrink(self, command: ShrinkRange) -> ShrinkResult:
+        if not (self.owns(command.end) and command.end > self.start):
+            raise KeyOutOfRange(f"new end {command.end!r} is not inside this shard")
+        dropped = [k for k in self._versions if k >= command.end]
+        for encoded in dropped:
+            bucket = encoded[: encoded.index(b"\x00")].decode()
+            self._replace(bucket, encoded, [])
+        self.end = command.end
+        return ShrinkResult(len(dropped))
+
+    def _replace(self, bucket: str, encoded: bytes, new: list[ObjectVersion]) -> None:
+        """Set a key's versions and keep the live list and the counters in step."""
+        old = self._versions.get(encoded, [])
+        was_live = bool(old) and not old[-1].is_delete_marker
+        is_live = bool(new) and not new[-1].is_delete_marker
+        counts = self._counts.setdefault(bucket, _Counts())
+        counts.versions += len(new) - len(old)
+        counts.bytes += sum(v.size for v in new) - sum(v.size for v in old)
+        counts.objects += int(is_live) - int(was_live)
+        if new:
+            self._versions[encoded] = new
+        else:
+            self._versions.pop(encoded, None)
+        if is_live and not was_live:
+            insort(self._live, encoded)
+        elif was_live and not is_live:
+            del self._live[bisect_left(self._live, encoded)]
+        if counts.versions == 0:
+            del self._counts[bucket]
+
+    # Snapshots ----------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items())]
+        snap = _SnapshotV1(self.applied_index, self.shard_id, self.start, self.end, keys)
+        return _snapshots.encode(snap)
+
+    def restore(self, data: bytes) -> None:
+        snap = _snapshots.decode(data)
+        self._reset(snap.shard_id, snap.start, snap.end)
+        for entry in snap.keys:
+            bucket = entry.encoded_key[: entry.encoded_key.index(b"\x00")].decode()
+            self._replace(bucket, entry.encoded_key, entry.versions)
+        self.applied_index = snap.applied_index

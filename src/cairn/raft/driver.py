@@ -1,0 +1,291 @@
+"""The asyncio driver of one Raft group: ticks, Ready cycles, proposals, reads.
+
+Theory of operation
+-------------------
+One task per group runs the Ready loop: wait until the core has work, take `ready()`,
+persist it (`GroupStorage.persist`: one fsync shared by everything in the Ready), send its
+messages, apply its committed entries to the state machine, resolve the futures of the
+proposals and reads they complete, `advance()`. Ticks, received messages and new
+proposals keep arriving while a Ready is being persisted; they land in the core and come
+out in the next Ready, so under load each fsync covers a batch of proposals (group commit)
+without any explicit batching code.
+
+A proposal is identified by the (index, term) the core gave it. When the entry at that
+index is applied, the future gets the state machine's result if the term matches; if a
+different entry was committed there, the proposal was lost to a leader change and fails
+with `ProposalDropped` (safe to retry: it was not applied). A proposal whose index is
+never reached (this node lost leadership and the log moved on elsewhere) is failed the
+same way when a later entry at or past it is applied.
+
+Reads: `linearizable` uses ReadIndex (a heartbeat round confirms leadership, then wait
+until applied >= the read index); `lease` uses the leader lease (no round trip; safe under
+the bounded clock drift that check-quorum assumes, see docs/design/raft.md); `stale`
+reads the local state machine as it is, on any replica.
+
+Periodic compaction: once more than `snapshot_every_entries` entries were applied since
+the last snapshot, the group snapshots the state machine and compacts its log.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cairn.monitor.logs import log_event
+from cairn.raft.core import RaftConfig, RaftNode, bootstrap_snapshot
+from cairn.raft.kv import KVStateMachine, Request, Result, encode_request
+from cairn.raft.storage import GroupStorage
+from cairn.raft.types import (
+    EntryType,
+    Message,
+    MessageType,
+    NotLeader,
+    ProposalDropped,
+    Ready,
+    Role,
+)
+from cairn.runtime.rng import SystemRng
+
+log = logging.getLogger("cairn.raft")
+
+ReadConsistency = Literal["linearizable", "lease", "stale"]
+_LEADER_MESSAGES = frozenset(
+    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
+)
+SNAPSHOT_EVERY_ENTRIES = 10_000
+READS_PENDING_MAX = 4096
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    tick_seconds: float = 0.05
+    election_timeout_ticks: int = 10
+    heartbeat_interval_ticks: int = 2
+    snapshot_every_entries: int = SNAPSHOT_EVERY_ENTRIES
+
+
+class RaftGroup:
+    def __init__(
+        self,
+        group_id: int,
+        node_id: int,
+        voters: set[int],
+        directory: Path,
+        send: Callable[[tuple[Message, ...]], None],
+        settings: GroupSettings | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self._on_fatal = on_fatal
+        self.node_id = node_id
+        self.settings = settings or GroupSettings()
+        self._send = send
+        self.kv = KVStateMachine()
+        self.storage, recovered = GroupStorage.open(directory)
+        config = RaftConfig(
+            node_id=node_id,
+            group_id=group_id,
+            election_timeout_ticks=self.settings.election_timeout_ticks,
+            heartbeat_interval_ticks=self.settings.heartbeat_interval_ticks,
+        )
+        snapshot = recovered.snapshot
+        if snapshot is None and recovered.hard_state is None and not recovered.entries:
+            # A new group: every initial member starts from the same bootstrap snapshot,
+            # saved before anything else so that a restart finds it.
+            snapshot = bootstrap_snapshot(voters, self.kv.snapshot())
+            self.storage.save_snapshot(snapshot)
+            self.storage.wal.sync()
+        if snapshot is not None:
+            self.kv.restore(snapshot.data)
+            self.kv.applied_index = snapshot.meta.index
+        self.node = RaftNode(
+            config,
+            SystemRng(),
+            hard_state=recovered.hard_state,
+            snapshot=snapshot,
+            entries=recovered.entries,
+        )
+        self._snapshot_index = snapshot.meta.index if snapshot is not None else 0
+        self._wake = asyncio.Event()
+        self._proposals: dict[int, tuple[int, asyncio.Future[Result]]] = {}
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._read_seq = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.leader_changes = 0
+        self._last_leader = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._ready_loop()), loop.create_task(self._ticker())]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: "asyncio.Task[None]") -> None:
+        """A driver task must never end while the group runs: if one dies, the group is
+        wedged (no ticks or no Ready cycles), so fail loudly instead of hanging."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        log.critical("raft.driver_failed group=%d", self.group_id, exc_info=error)
+        if self._on_fatal is not None:
+            self._on_fatal(error)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.storage.close()
+
+    # -- inputs ------------------------------------------------------------------------
+    def step(self, message: Message) -> None:
+        self.node.step(message)
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_seconds)  # the clock of the protocol
+            self.node.tick()
+            self._wake.set()
+
+    # -- the Ready loop ----------------------------------------------------------------
+    async def _ready_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.node.has_ready():
+                ready = self.node.ready()
+                await self._handle(ready)
+
+    async def _handle(self, ready: Ready) -> None:
+        if ready.snapshot is not None:
+            self.kv.restore(ready.snapshot.data)
+            self.kv.applied_index = ready.snapshot.meta.index
+            self._snapshot_index = ready.snapshot.meta.index
+        # Leader-to-follower messages of a term that is already durable may go out before
+        # the leader's own fsync (dissertation §10.2.1): the core counts the leader for an
+        # entry only after `advance`, i.e. once it is durable here too. Everything else
+        # (votes, acknowledgements) waits for the fsync, as the Ready contract says.
+        durable_term = self.storage.durable_term
+        early: list[Message] = []
+        late: list[Message] = []
+        for message in ready.messages:
+            safe = message.type in _LEADER_MESSAGES and message.term == durable_term
+            (early if safe else late).append(message)
+        if early:
+            self._send(tuple(early))
+        await self.storage.persist(ready)
+        if late:
+            self._send(tuple(late))
+        leader = ready.soft_state.leader
+        if leader != self._last_leader:
+            self._last_leader = leader
+            self.leader_changes += 1
+            log_event(log, "raft.leader", group=self.group_id, leader=leader,
+                      term=self.node.term)  # fmt: skip
+        for entry in ready.committed_entries:
+            if entry.index <= self.kv.applied_index:
+                continue  # covered by a snapshot restored in this Ready
+            result: Result | None = None
+            if entry.type == EntryType.NORMAL and entry.data:
+                applied = self.kv.apply(entry.index, entry.data)
+                result = applied[1] if applied is not None else Result(False)
+            else:
+                self.kv.mark_applied(entry.index)
+            self._complete_proposals(entry.index, entry.term, result)
+        for read_state in ready.read_states:
+            future = self._reads.pop(read_state.ctx, None)
+            if future is not None and not future.done():
+                future.set_result(read_state.index)
+        self.node.advance(ready)
+        self._wake_applied()
+        if ready.soft_state.role != Role.LEADER and self._reads:
+            self._fail_reads(NotLeader(ready.soft_state.leader))
+        await self._maybe_compact()
+
+    def _complete_proposals(self, index: int, term: int, result: Result | None) -> None:
+        for pending_index in [i for i in self._proposals if i <= index]:
+            pending_term, future = self._proposals.pop(pending_index)
+            if future.done():
+                continue
+            if pending_index == index and pending_term == term:
+                future.set_result(result if result is not None else Result(True))
+            else:
+                future.set_exception(ProposalDropped("lost to a leader change; not applied"))
+
+    def _wake_applied(self) -> None:
+        applied = self.kv.applied_index
+        still_waiting = []
+        for index, future in self._applied_waiters:
+            if applied >= index:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still_waiting.append((index, future))
+        self._applied_waiters = still_waiting
+
+    def _fail_reads(self, error: Exception) -> None:
+        for future in self._reads.values():
+            if not future.done():
+                future.set_exception(error)
+        self._reads.clear()
+
+    async def _maybe_compact(self) -> None:
+        applied = self.kv.applied_index
+        if applied - self._snapshot_index < self.settings.snapshot_every_entries:
+            return
+        snapshot = self.node.compact(applied, self.kv.snapshot())
+        # Written (and fsynced) in a thread so the event loop keeps serving; the WAL's
+        # compaction mark is buffered after it and made durable by the next sync.
+        await asyncio.to_thread(self.storage.save_snapshot_file, snapshot)
+        self.storage.wal.compact(snapshot.meta.index, snapshot.meta.term)
+        self._snapshot_index = applied
+
+    # -- application API ---------------------------------------------------------------
+    @property
+    def snapshot_index(self) -> int:
+        return self._snapshot_index
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role == Role.LEADER
+
+    @property
+    def leader_id(self) -> int:
+        return self.node.leader_id
+
+    async def propose(self, request: Request) -> Result:
+        """Replicate `request`; return its result once applied here. Raises NotLeader,
+        ProposalTooLarge or ProposalDropped (typed, from the core or the driver)."""
+        index, term = self.node.propose(encode_request(request))
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._proposals[index] = (term, future)
+        self._wake.set()
+        return await future
+
+    async def read(self, key: bytes, consistency: ReadConsistency) -> bytes | None:
+        if consistency == "stale":
+            return self.kv.read(key)
+        if len(self._reads) >= READS_PENDING_MAX:
+            raise ProposalDropped("too many reads pending")
+        self._read_seq += 1
+        ctx = self._read_seq.to_bytes(8, "big")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = future
+        try:
+            self.node.read_index(ctx, lease=consistency == "lease")
+        except BaseException:
+            self._reads.pop(ctx, None)
+            raise
+        self._wake.set()
+        index = await future
+        if self.kv.applied_index < index:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._applied_waiters.append((index, waiter))
+            await waiter
+        return self.kv.read(key)

@@ -1,0 +1,44 @@
+"""`cairn bench rpc` and `cairn bench raft` run end to end (tiny sizes) and end their
+stdout with one JSON object."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cairn.cli.main import cli
+
+pytestmark = pytest.mark.xdist_group("processes")
+
+
+def last_json(output: str) -> dict[str, object]:
+    result: dict[str, object] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def test_bench_rpc_json() -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "rpc", "--seconds", "0.2", "--sizes", "1024", "--concurrency", "1,4",
+              "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = last_json(result.output)
+    cases = data["results"]
+    assert isinstance(cases, list)
+    assert [c["concurrency"] for c in cases] == [1, 4]
+    assert all(c["calls"] > 0 and c["p99_ms"] >= c["p50_ms"] > 0 for c in cases)
+
+
+def test_bench_raft_json_without_peer() -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "raft", "--seconds", "0.3", "--concurrency", "2", "--peer", "none",
+              "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = last_json(result.output)
+    cairn = data["cairn"]
+    assert isinstance(cairn, dict)
+    assert cairn["writes"][0]["ops"] > 0
+    assert cairn["reads"][0]["ops"] > 0
+    assert cairn["writes"][0]["errors"] == 0
+    assert "etcd" not in data
