@@ -1,6 +1,6 @@
 # The two commands of the README (`make up`, `make test`) and the checks CI runs (`make check`).
 # Every target bootstraps .venv/ first, so each works on a fresh clone.
-.PHONY: up test check lint types imports venv clean
+.PHONY: up test check lint types imports venv clean peers
 
 VENV := .venv/bin
 PYTEST_ARGS ?=
@@ -25,6 +25,11 @@ imports: venv
 	$(VENV)/lint-imports
 
 check: lint types imports test
+
+# Peer systems the benchmarks compare with (../shared/PEERS.md); needs root. The benchmarks
+# start them themselves on loopback and run alone, saying so, when they are absent.
+peers:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server restic
 
 clean:
 	rm -rf .venv cairn-local .mypy_cache .pytest_cache .ruff_cache

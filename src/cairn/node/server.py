@@ -82,7 +82,8 @@ class NodeServer:
     async def start(self) -> None:
         self.data_dir.acquire()
         if self.raft is not None:
-            self.raft.add_group(KV_GROUP_ID, set(self.raft.members))
+            for group_id in range(KV_GROUP_ID, KV_GROUP_ID + self.config.raft_kv_groups):
+                self.raft.add_group(group_id, set(self.raft.members))
         rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
         await self.rpc.start(rpc_host, rpc_port)
         await self.admin.start()
