@@ -9,6 +9,7 @@ SIGKILL; `kill` is SIGKILL alone, the crash that durability tests need.
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,18 +33,55 @@ class ClusterError(CairnError):
     """A local node failed to start, become healthy or stop."""
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports the kernel says are free right now."""
-    sockets: list[socket.socket] = []
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+PORT_FLOOR = 10_000
+PORT_PICK_ATTEMPTS_MAX = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        low, high = (int(part) for part in Path(EPHEMERAL_RANGE_FILE).read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _candidate_ports() -> range:
+    """Ports the kernel never hands out on its own (outside the ephemeral range)."""
+    low, high = _ephemeral_range()
+    if low - PORT_FLOOR >= 1000:
+        return range(PORT_FLOOR, low)
+    return range(high + 1, 65536)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that can be bound on `host` now, chosen at random outside
+    the kernel's ephemeral range.
+
+    Asking the kernel for port 0 would return an ephemeral port, and the kernel hands out
+    the same range for the source ports of outgoing connections: between releasing the
+    port and the node binding it, any connection (tests make thousands) could take it.
+    Outside that range only another deliberate bind can collide, and the random choice
+    over thousands of ports makes that unlikely; each port is checked bindable as well.
+    """
+    candidates = _candidate_ports()
+    rng = random.Random()
+    chosen: list[int] = []
+    for _ in range(PORT_PICK_ATTEMPTS_MAX):
+        if len(chosen) == count:
+            return chosen
+        port = rng.choice(candidates)
+        if port in chosen:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        chosen.append(port)
+    if len(chosen) == count:
+        return chosen
+    raise ClusterError(f"could not find {count} free ports on {host}")
 
 
 @dataclass
