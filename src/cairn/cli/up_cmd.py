@@ -47,9 +47,9 @@ def up(nodes: int, data_dir: str, secret: str, raft: bool) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    described = cluster.describe()
-    described["cluster_secret"] = "(in cluster.json)"
-    click.echo(json.dumps(described, indent=2))
+    # Endpoints and credentials, as in cluster.json: this is a local development cluster,
+    # and its user needs the secret to connect clients.
+    click.echo(json.dumps(cluster.describe(), indent=2))
     click.echo(f"cluster is up; endpoints and credentials in {base / 'cluster.json'}", err=True)
     click.echo("press Ctrl-C to stop", err=True)
     try:
