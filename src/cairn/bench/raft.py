@@ -10,7 +10,6 @@ connection per task) on its leader, as ../shared/PEERS.md measured it.
 """
 
 import asyncio
-import base64
 import json
 import os
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from cairn.bench.latency import summarize_ms
-from cairn.bench.peers.etcd import EtcdCluster, etcd_path
+from cairn.bench.peers.etcd import EtcdCluster, b64, etcd_path
 from cairn.localcluster import LocalCluster
 from cairn.raft.kv_client import KvClient
 from cairn.runtime.event_loop import install_event_loop_policy
@@ -90,10 +89,6 @@ async def _bench_cairn(
         await client.close()
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 async def _etcd_leader_url(session: aiohttp.ClientSession, urls: list[str]) -> str:
     for url in urls:
         async with session.post(url + "/v3/maintenance/status", data="{}") as response:
@@ -106,20 +101,20 @@ async def _etcd_leader_url(session: aiohttp.ClientSession, urls: list[str]) -> s
 async def _bench_etcd(
     etcd: EtcdCluster, concurrency: list[int], seconds: float, progress: Callable[[str], None]
 ) -> dict[str, Any]:
-    value = _b64(os.urandom(VALUE_BYTES))
+    value = b64(os.urandom(VALUE_BYTES))
     connector = aiohttp.TCPConnector(limit=max(concurrency) + 4)
     async with aiohttp.ClientSession(connector=connector) as session:
         base = await _etcd_leader_url(session, etcd.client_urls)
 
         async def put(w: int, n: int) -> None:
-            body = json.dumps({"key": _b64(b"key-%d-%d" % (w, n)), "value": value})
+            body = json.dumps({"key": b64(b"key-%d-%d" % (w, n)), "value": value})
             async with session.post(base + "/v3/kv/put", data=body) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"etcd put: HTTP {response.status}")
 
         async def get(w: int, n: int) -> None:
-            body = json.dumps({"key": _b64(b"key-%d-%d" % (w, n // 2))})
+            body = json.dumps({"key": b64(b"key-%d-%d" % (w, n // 2))})
             async with session.post(base + "/v3/kv/range", data=body) as response:
                 await response.read()
                 if response.status != 200:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cairn.config import CairnConfig, load_config, parse_assignment
+from cairn.config import CairnConfig, load_config, parse_assignment, set_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,18 +44,12 @@ def config_options(func: F) -> F:
     return func
 
 
-def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        target = target.setdefault(part, {})
-    target[path[-1]] = value
-
-
 def load_from_options(options: Mapping[str, Any]) -> CairnConfig:
     """Build the effective config from the values `config_options` collected."""
     overrides: dict[str, Any] = {}
     for assignment in options.get("assignments") or ():
         path, value = parse_assignment(assignment)
-        _set_path(overrides, path, value)
+        set_path(overrides, path, value)
     for field in _FIELD_FLAGS:
         if options.get(field) is not None:
             overrides[field] = options[field]

@@ -1,6 +1,6 @@
 """The one typed configuration model and its loader (TOML file < environment < flags)."""
 
-from cairn.config.load import ENV_PREFIX, load_config, parse_assignment
+from cairn.config.load import ENV_PREFIX, load_config, parse_assignment, set_path
 from cairn.config.model import (
     LB_STRATEGIES,
     ROLES,
@@ -20,4 +20,5 @@ __all__ = [
     "masked",
     "parse_assignment",
     "parse_hostport",
+    "set_path",
 ]

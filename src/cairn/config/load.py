@@ -31,7 +31,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set target[path[0]][path[1]]... = value, creating the nested dicts."""
     for part in path[:-1]:
         target = target.setdefault(part, {})
     target[path[-1]] = value
@@ -50,7 +51,7 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name == "CAIRN_CONFIG":
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        _set_path(layer, path, _from_text(path[-1], text))
+        set_path(layer, path, _from_text(path[-1], text))
     return layer
 
 

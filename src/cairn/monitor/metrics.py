@@ -7,7 +7,6 @@ what a scrape of that process would show.
 """
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily  # re-exported for collectors
 
 disable_created_metrics()  # type: ignore[no-untyped-call] # `*_created` series double the output and nobody graphs them
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -18,4 +17,4 @@ def render_metrics() -> bytes:
     return generate_latest(REGISTRY)
 
 
-__all__ = ["REGISTRY", "GaugeMetricFamily", "render_metrics"]
+__all__ = ["REGISTRY", "render_metrics"]

@@ -114,7 +114,6 @@ class RaftGroup:
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._read_seq = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self.leader_changes = 0
         self._last_leader = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -185,9 +184,9 @@ class RaftGroup:
         leader = ready.soft_state.leader
         if leader != self._last_leader:
             self._last_leader = leader
-            self.leader_changes += 1
             log_event(log, "raft.leader", group=self.group_id, leader=leader,
                       term=self.node.term)  # fmt: skip
+        outcomes: dict[int, tuple[int, Result | None]] = {}
         for entry in ready.committed_entries:
             if entry.index <= self.kv.applied_index:
                 continue  # covered by a snapshot restored in this Ready
@@ -197,7 +196,9 @@ class RaftGroup:
                 result = applied[1] if applied is not None else Result(False)
             else:
                 self.kv.mark_applied(entry.index)
-            self._complete_proposals(entry.index, entry.term, result)
+            outcomes[entry.index] = (entry.term, result)
+        if outcomes and self._proposals:
+            self._complete_proposals(outcomes, max(outcomes))
         for read_state in ready.read_states:
             future = self._reads.pop(read_state.ctx, None)
             if future is not None and not future.done():
@@ -208,12 +209,18 @@ class RaftGroup:
             self._fail_reads(NotLeader(ready.soft_state.leader))
         await self._maybe_compact()
 
-    def _complete_proposals(self, index: int, term: int, result: Result | None) -> None:
-        for pending_index in [i for i in self._proposals if i <= index]:
+    def _complete_proposals(
+        self, outcomes: dict[int, tuple[int, Result | None]], last_index: int
+    ) -> None:
+        """Settle every proposal at or below `last_index`: its result if the entry applied
+        at its index has its term, else dropped (another entry took its place)."""
+        for pending_index in [i for i in self._proposals if i <= last_index]:
             pending_term, future = self._proposals.pop(pending_index)
             if future.done():
                 continue
-            if pending_index == index and pending_term == term:
+            outcome = outcomes.get(pending_index)
+            if outcome is not None and outcome[0] == pending_term:
+                result = outcome[1]
                 future.set_result(result if result is not None else Result(True))
             else:
                 future.set_exception(ProposalDropped("lost to a leader change; not applied"))
@@ -250,10 +257,6 @@ class RaftGroup:
     @property
     def snapshot_index(self) -> int:
         return self._snapshot_index
-
-    @property
-    def is_leader(self) -> bool:
-        return self.node.role == Role.LEADER
 
     @property
     def leader_id(self) -> int:

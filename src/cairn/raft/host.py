@@ -28,7 +28,6 @@ class RaftHost:
         self.groups: dict[int, RaftGroup] = {}
         peers = {node: address for node, address in members.items() if node != node_id}
         self.transport = RaftTransport(pool, peers, self._deliver)
-        self.dropped_unknown_group = 0
 
     def _deliver(self, message: Message) -> bool:
         group = self.groups.get(message.group_id)

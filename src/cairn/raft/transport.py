@@ -182,12 +182,12 @@ class RaftTransport:
                 await peer.slot_free.wait()
                 batch: list[WireMessage] = []
                 size = 0
-                while peer.outbox and (
-                    not batch or size + _size(peer.outbox[0]) <= BATCH_BYTES_MAX
-                ):
-                    message = peer.outbox.popleft()
-                    batch.append(message)
-                    size += _size(message)
+                while peer.outbox:
+                    message_bytes = _size(peer.outbox[0])
+                    if batch and size + message_bytes > BATCH_BYTES_MAX:
+                        break
+                    batch.append(peer.outbox.popleft())
+                    size += message_bytes
                 peer.in_flight += 1
                 if peer.in_flight >= BATCHES_IN_FLIGHT_MAX:
                     peer.slot_free.clear()

@@ -102,10 +102,6 @@ class RpcPool:
         connection = await self.connection(address)
         return await connection.call(request, response_type, payload, timeout)
 
-    def forget(self, address: str) -> None:
-        """Drop the backoff state of `address` (e.g. after it was seen alive)."""
-        self._backoff.pop(address, None)
-
     async def close(self) -> None:
         for task in self._connecting.values():
             task.cancel()
