@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from cairn.chunkstore.store import Buffer, ChunkStore, StoreOptions, StoreUsage
+from cairn.base.checksum import Buffer
+from cairn.chunkstore.store import ChunkStore, StoreOptions, StoreUsage
 
 T = TypeVar("T")
 THREADS_MAX_DEFAULT = 32

@@ -34,9 +34,7 @@ write; every reader recomputes it over what it read (paired assertions).
 import struct
 from dataclasses import dataclass
 
-from cairn.base.checksum import crc32c, crc32c_extend
-
-Buffer = bytes | bytearray | memoryview
+from cairn.base.checksum import Buffer, crc32c, crc32c_extend
 
 CHUNK_ID_BYTES = 32
 CHUNK_BYTES_MAX = 8 * 1024 * 1024

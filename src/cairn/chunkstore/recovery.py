@@ -39,12 +39,12 @@ from cairn.chunkstore.record import (
 )
 from cairn.chunkstore.segment import (
     ScanDamage,
-    fsync_directory,
     list_segment_numbers,
     pread_exact,
     scan_records,
     segment_path,
 )
+from cairn.runtime.fsync import fsync_directory
 
 QUARANTINE_SUFFIX = ".quarantined"
 

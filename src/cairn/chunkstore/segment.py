@@ -36,6 +36,7 @@ from cairn.chunkstore.record import (
     encode_segment_header,
     verify_record,
 )
+from cairn.runtime.fsync import fsync_directory
 
 SEGMENT_SUFFIX = ".seg"
 RESYNC_WINDOW_BYTES = 1024 * 1024
@@ -55,15 +56,6 @@ def list_segment_numbers(directory: str) -> list[int]:
         if dot and "." + suffix == SEGMENT_SUFFIX and stem.isdigit():
             numbers.append(int(stem))
     return sorted(numbers)
-
-
-def fsync_directory(directory: str) -> None:
-    """Make creations, renames and unlinks in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:

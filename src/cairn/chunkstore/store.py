@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from cairn.base.checksum import Buffer
 from cairn.chunkstore.errors import (
     ChunkCorrupt,
     ChunkNotFound,
@@ -76,19 +77,12 @@ from cairn.chunkstore.record import (
     encode_record_header,
 )
 from cairn.chunkstore.recovery import RecoveryReport, recover
-from cairn.chunkstore.segment import (
-    Segment,
-    create_segment,
-    fsync_directory,
-    open_segment,
-    pread_exact,
-    pwrite_all,
-)
+from cairn.chunkstore.segment import Segment, create_segment, open_segment, pread_exact, pwrite_all
+from cairn.runtime.fsync import fsync_directory
 
 FsyncPolicy = Literal["always", "batch", "none"]
 FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "batch", "none")
 LOCK_FILE = "LOCK"
-Buffer = bytes | bytearray | memoryview
 CorruptCallback = Callable[[bytes, str], None]
 
 

@@ -10,7 +10,7 @@ import msgspec
 
 from cairn.base.errors import CairnError
 from cairn.cli.output import print_table
-from cairn.config.model import DEV_SECRET
+from cairn.config.model import DEV_SECRET, parse_hostport
 from cairn.localcluster.harness import health
 from cairn.raft.kv_service import RaftStatus, RaftStatusReply
 from cairn.runtime.event_loop import run
@@ -24,12 +24,15 @@ from cairn.wire import Ping, Pong, RpcConnection, RpcPool, derive_auth_key
 @click.option("--timeout", default=5.0, show_default=True, type=float)
 def ping(address: str, secret: str, count: int, timeout: float) -> None:
     """Authenticated RPC ping of a node at HOST:PORT."""
-    host, _, port = address.rpartition(":")
+    try:
+        host, port = parse_hostport(address)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
 
     async def go() -> None:
         connection = await RpcConnection.open(
             host,
-            int(port),
+            port,
             node_id="cli",
             auth_key=derive_auth_key(secret),
             connect_timeout=timeout,
@@ -65,8 +68,7 @@ def status(data_dir: str, as_json: bool) -> None:
     raft = run(_raft_statuses(described))
     rows, result = [], []
     for node in described["nodes"]:
-        host, _, port = node["admin"].removeprefix("http://").rpartition(":")
-        answer = health(host, int(port))
+        answer = health(*parse_hostport(node["admin"].removeprefix("http://")))
         state = "down" if answer is None else ("ok" if answer[0] == 200 else "unhealthy")
         group = raft.get(node["rpc"])
         raft_text = (

@@ -35,6 +35,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cairn.base.checksum import Buffer
 from cairn.codec.chunk_id import ChunkId
 from cairn.codec.errors import ChunkCorrupt
 from cairn.codec.keys import CodecKeys
@@ -50,7 +51,6 @@ from cairn.codec.record import (
     parse_record,
 )
 
-Buffer = bytes | bytearray | memoryview
 ZSTD_LEVEL_DEFAULT = 3
 _ZERO_NONCE = bytes(NONCE_SIZE_BYTES)
 

@@ -26,6 +26,7 @@ from typing import Protocol, cast
 
 from pyfastcdc import FastCDC
 
+from cairn.base.checksum import Buffer
 from cairn.base.errors import ConfigError
 
 KiB = 1024
@@ -43,7 +44,6 @@ _MIN_BOUNDS = (CHUNK_SIZE_BYTES_MIN_LOWEST, CHUNK_SIZE_BYTES_MIN_HIGHEST)
 _AVG_BOUNDS = (CHUNK_SIZE_BYTES_AVG_LOWEST, CHUNK_SIZE_BYTES_AVG_HIGHEST)
 _MAX_BOUNDS = (CHUNK_SIZE_BYTES_MAX_LOWEST, CHUNK_SIZE_BYTES_MAX_HIGHEST)
 
-Buffer = bytes | bytearray | memoryview
 SPARE_HEADS_MAX = 8
 """Head buffers (max_size_bytes each) a `Chunker` keeps for reuse."""
 

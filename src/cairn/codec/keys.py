@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
+from cairn.base.checksum import Buffer
 from cairn.codec.chunk_id import CHUNK_ID_SIZE_BYTES, ChunkId
 
 CLUSTER_KEY_SIZE_BYTES_MIN = 16
@@ -29,8 +30,6 @@ _SALT = b"cairn/codec/v1"
 _INFO_ID_KEY = b"cairn/codec/v1/chunk-id-key"
 _INFO_ENCRYPTION_ROOT = b"cairn/codec/v1/encryption-root"
 _INFO_CHUNK_KEY = b"cairn/codec/v1/chunk-key/"
-
-Buffer = bytes | bytearray | memoryview
 
 
 def _hkdf(secret: bytes, info: bytes) -> bytes:

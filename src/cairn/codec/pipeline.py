@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from cairn.base.checksum import Buffer
 from cairn.codec.chunk_codec import ChunkCodec
 from cairn.codec.chunk_id import ChunkId
-from cairn.codec.chunking import Buffer, ByteSource, Chunk, Chunker
+from cairn.codec.chunking import ByteSource, Chunk, Chunker
 
 WORKERS_MAX = 256
 

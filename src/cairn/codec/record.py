@@ -21,7 +21,7 @@ field at fault. A future version gets a new number and an explicit upgrade step.
 import struct
 from dataclasses import dataclass
 
-from cairn.base.checksum import crc32c, crc32c_extend
+from cairn.base.checksum import Buffer, crc32c, crc32c_extend
 from cairn.codec.errors import ChunkCorrupt
 
 MAGIC = b"CRNC"
@@ -40,8 +40,6 @@ HEADER_SIZE_BYTES = _HEADER.size
 TRAILER_SIZE_BYTES = _TRAILER.size
 AAD_SIZE_BYTES = 16
 """The header bytes before the nonce; GCM authenticates them as associated data."""
-
-Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)

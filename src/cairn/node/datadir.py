@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cairn.base.errors import CairnError
+from cairn.runtime.fsync import fsync_directory
 
 
 class DataDirInUse(CairnError):
@@ -42,11 +43,7 @@ class DataDir:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, target)
-        directory = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(self.path)
 
     def release(self) -> None:
         if self._lock_file is not None:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from cairn.base.checksum import Buffer, crc32c, crc32c_extend
 from cairn.base.errors import CairnError
+from cairn.runtime.fsync import fsync_directory
 
 __all__ = [
     "SNAPSHOT_KEEP_COUNT",
@@ -97,14 +98,6 @@ def _snapshot_name(index: int, term: int) -> str:
     return f"{index:020d}-{term:020d}.snap"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _encode_header(index: int, term: int, config_len: int, data_len: int, body_crc: int) -> bytes:
     head = _HEADER.pack(
         SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, index, term, config_len, data_len, body_crc
@@ -119,7 +112,7 @@ class SnapshotStore:
         self._dir = Path(directory)
         if not self._dir.is_dir():
             self._dir.mkdir(parents=True)
-            _fsync_dir(self._dir.parent)
+            fsync_directory(self._dir.parent)
         for leftover in self._dir.glob("*" + _TMP_SUFFIX):
             leftover.unlink()  # a save that crashed; it was never visible
         self._prune()  # a save that crashed after its rename, before pruning
@@ -160,7 +153,7 @@ class SnapshotStore:
             raise
         os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(self._dir)
+        fsync_directory(self._dir)
         self._prune()
         return final
 
@@ -183,7 +176,7 @@ class SnapshotStore:
         for _, _, path in old:
             path.unlink()
         if old:
-            _fsync_dir(self._dir)
+            fsync_directory(self._dir)
 
     def load_latest(self) -> StoredSnapshot | None:
         """The newest snapshot that passes its checks, or None if there is none.

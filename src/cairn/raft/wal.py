@@ -80,6 +80,7 @@ from cairn.raft.wal_record import (
     encode_truncate,
     find_valid_record,
 )
+from cairn.runtime.fsync import fsync_directory
 
 __all__ = [
     "SEGMENT_SIZE_BYTES_MAX_DEFAULT",
@@ -103,14 +104,6 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)
 
 def _segment_name(number: int) -> str:
     return f"{number:020d}.wal"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -224,7 +217,7 @@ class Wal:
         path = Path(directory)
         if not path.is_dir():
             path.mkdir(parents=True)
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
         lock_fd = _lock_directory(path)
         try:
             state, segments, torn = _recover(path)
@@ -490,7 +483,7 @@ class Wal:
         self._segment_bytes = sum(len(p) for p in preamble)
         self._segment_has_records = False
         _fdatasync(self._fd)
-        _fsync_dir(self._dir)
+        fsync_directory(self._dir)
         self.stats.fsyncs += 2
         self.stats.segments_created += 1
 
@@ -502,7 +495,7 @@ class Wal:
             os.unlink(self._segments.pop(0).path)
             removed += 1
         if removed:
-            _fsync_dir(self._dir)
+            fsync_directory(self._dir)
             self.stats.fsyncs += 1
             self.stats.segments_removed += removed
 
@@ -566,7 +559,7 @@ def _recover(path: Path) -> tuple[LogState, list[_Segment], TornTail | None]:
                 # Torn while being created: it held nothing that was ever acknowledged.
                 torn = TornTail(str(seg_path), 0, len(buf), exc.reason)
                 seg_path.unlink()
-                _fsync_dir(path)
+                fsync_directory(path)
                 break
             raise WalCorrupt(str(seg_path), 0, exc.reason) from exc
         end, max_index, sealed, reason = _replay_segment(state, seg_path, number, buf, is_last)

@@ -47,7 +47,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from cairn.base.checksum import crc32c, crc32c_extend
+from cairn.base.checksum import Buffer, crc32c, crc32c_extend
 from cairn.base.errors import CairnError
 
 __all__ = [
@@ -79,7 +79,6 @@ __all__ = [
     "find_valid_record",
 ]
 
-Buffer = bytes | bytearray | memoryview
 
 WAL_VERSION = 1
 SEGMENT_MAGIC = b"CWAL"

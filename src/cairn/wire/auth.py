@@ -18,6 +18,7 @@ import hmac
 
 NONCE_BYTES = 32
 PROTOCOL = "cairn-rpc-1"
+HANDSHAKE_SECONDS_MAX = 5.0  # both ends give up on a handshake that takes longer
 
 
 def derive_auth_key(cluster_secret: str) -> bytes:

@@ -15,17 +15,17 @@ from typing import TypeVar
 
 import msgspec
 
+from cairn.base.checksum import Buffer
 from cairn.base.errors import AuthenticationError, DeadlineExceeded, PeerUnavailable, RemoteError
 from cairn.runtime.rng import SystemRng
 from cairn.wire import auth
-from cairn.wire.frames import Buffer, Frame, FrameKind, encode_frame
+from cairn.wire.frames import Frame, FrameKind, encode_frame
 from cairn.wire.messages import Auth, AuthOk, ErrorReply, Hello
 from cairn.wire.protocol import FrameProtocol
 from cairn.wire.stats import CALL_SECONDS
 
 T = TypeVar("T")
 
-HANDSHAKE_SECONDS_MAX = 5.0
 _ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -50,7 +50,7 @@ class RpcConnection:
         node_id: str,
         auth_key: bytes,
         ssl_context: ssl.SSLContext | None = None,
-        connect_timeout: float = HANDSHAKE_SECONDS_MAX,
+        connect_timeout: float = auth.HANDSHAKE_SECONDS_MAX,
     ) -> "RpcConnection":
         """Connect and authenticate; raise PeerUnavailable or AuthenticationError."""
         self = cls(node_id, auth_key)

@@ -29,7 +29,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from cairn.base.checksum import crc32c, crc32c_extend
+from cairn.base.checksum import Buffer, crc32c, crc32c_extend
 from cairn.base.errors import FrameError
 
 MAGIC = b"CW"
@@ -60,9 +60,6 @@ class Frame:
     timeout_ms: int
     body: memoryview
     payload: memoryview
-
-
-Buffer = bytes | bytearray | memoryview
 
 
 def encode_frame(

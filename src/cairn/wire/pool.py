@@ -14,12 +14,12 @@ from typing import TypeVar
 
 import msgspec
 
+from cairn.base.checksum import Buffer
 from cairn.base.errors import PeerUnavailable
 from cairn.config.model import parse_hostport
 from cairn.runtime.clock import Clock, SystemClock
 from cairn.runtime.rng import Rng, SystemRng
 from cairn.wire.client import RpcConnection
-from cairn.wire.frames import Buffer
 
 T = TypeVar("T")
 

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from cairn.base.checksum import Buffer
 from cairn.base.errors import FrameError, PeerUnavailable
 from cairn.monitor.logs import log_event
-from cairn.wire.frames import Buffer, Frame, FrameDecoder
+from cairn.wire.frames import Frame, FrameDecoder
 from cairn.wire.stats import FRAMES_REJECTED
 
 log = logging.getLogger("cairn.wire")

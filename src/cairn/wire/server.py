@@ -20,11 +20,12 @@ from typing import Any, Union
 
 import msgspec
 
+from cairn.base.checksum import Buffer
 from cairn.base.errors import CairnError, RemoteError
 from cairn.monitor.logs import bind_request, log_event
 from cairn.runtime.rng import SystemRng
 from cairn.wire import auth
-from cairn.wire.frames import Buffer, Frame, FrameKind, encode_frame
+from cairn.wire.frames import Frame, FrameKind, encode_frame
 from cairn.wire.messages import Auth, AuthOk, ErrorReply, Hello, Ping, Pong
 from cairn.wire.protocol import FrameProtocol
 from cairn.wire.stats import AUTH_FAILURES, CALLS_SERVED
@@ -32,7 +33,6 @@ from cairn.wire.stats import AUTH_FAILURES, CALLS_SERVED
 log = logging.getLogger("cairn.wire")
 
 IN_FLIGHT_PER_CONNECTION_MAX = 4096
-HANDSHAKE_SECONDS_MAX = 5.0
 _ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -96,7 +96,7 @@ class _Session:
         hello = Hello(node_id=self._server.node_id, nonce=self._nonce, protocol=auth.PROTOCOL)
         self.protocol.send(encode_frame(FrameKind.HELLO, 0, _ENCODER.encode(hello)))
         self._handshake_timer = asyncio.get_running_loop().call_later(
-            HANDSHAKE_SECONDS_MAX, self._handshake_expired
+            auth.HANDSHAKE_SECONDS_MAX, self._handshake_expired
         )
 
     def _handshake_expired(self) -> None:
