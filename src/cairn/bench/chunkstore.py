@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cairn.bench.latency import summarize_ms
+from cairn.bench.latency import percentile, summarize_ms
 from cairn.chunkstore import AsyncChunkStore, FsyncPolicy, StoreOptions
 
 KiB = 1024
@@ -140,7 +140,7 @@ def append_fdatasync_ms(directory: str, samples: int = 50) -> float:
     finally:
         os.close(fd)
         os.unlink(path)
-    return sorted(times)[len(times) // 2] * 1000
+    return percentile(sorted(times), 0.5) * 1000
 
 
 async def _run_size(

@@ -104,7 +104,7 @@ def encode_record_header(kind: int, chunk_id: bytes, payload: Buffer) -> bytes:
     assert len(payload) <= CHUNK_BYTES_MAX, len(payload)
     assert kind == KIND_PUT or len(payload) == 0
     head = _RECORD_HEADER.pack(RECORD_MAGIC, kind, 0, 0, chunk_id, len(payload), 0)
-    crc = crc32c_extend(crc32c(memoryview(head)[:_RECORD_CRC_OFFSET]), payload)
+    crc = record_checksum(head, payload)
     return head[:_RECORD_CRC_OFFSET] + struct.pack("<I", crc)
 
 

@@ -516,10 +516,6 @@ class ChunkStore:
     def unpin_segment(self, seg: Segment) -> None:
         self._unpin(seg)
 
-    def location_of(self, chunk_id: bytes) -> Location | None:
-        with self._lock:
-            return self._index.get(chunk_id)
-
     def quarantine(self, chunk_id: bytes, loc: Location, reason: str) -> None:
         """A corrupt live record: drop it from the index (never serve it) and report."""
         with self._lock:

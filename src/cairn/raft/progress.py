@@ -55,9 +55,6 @@ class Inflights:
     def full(self) -> bool:
         return len(self._items) >= self.max_count or self._bytes >= self.max_bytes
 
-    def count(self) -> int:
-        return len(self._items)
-
 
 class Progress:
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int) -> None:

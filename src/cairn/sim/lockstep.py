@@ -78,11 +78,6 @@ class LockstepCluster:
             self.nodes[node_id].tick()
             self.process(node_id)
 
-    def tick_all(self, ticks: int = 1) -> None:
-        for _ in range(ticks):
-            for node_id in self.nodes:
-                self.tick(node_id)
-
     def deliver(self, max_messages: int = MAX_DELIVERIES) -> int:
         """Deliver queued messages (and what they cause) until the queue is empty."""
         count = 0
