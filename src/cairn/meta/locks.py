@@ -77,6 +77,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from cairn.base.errors import CairnError
+from cairn.meta.machine import VersionedCodec
 
 COMMAND_FORMAT_V1 = 1
 SNAPSHOT_FORMAT_V1 = 1
@@ -325,25 +326,18 @@ class _SnapshotV1(msgspec.Struct, frozen=True):
     locks: list[LockInfo]
 
 
-_request_decoder = msgspec.msgpack.Decoder(Request)
-_snapshot_decoder = msgspec.msgpack.Decoder(_SnapshotV1)
-_encoder = msgspec.msgpack.Encoder()
+_requests: VersionedCodec[Request] = VersionedCodec(Request, COMMAND_FORMAT_V1, MalformedCommand)
+_snapshots: VersionedCodec[_SnapshotV1] = VersionedCodec(
+    _SnapshotV1, SNAPSHOT_FORMAT_V1, MalformedCommand
+)
 
 
 def encode_request(request: Request) -> bytes:
-    try:
-        return bytes([COMMAND_FORMAT_V1]) + _encoder.encode(request)
-    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
-        raise MalformedCommand(f"cannot encode command: {exc}") from exc
+    return _requests.encode(request)
 
 
 def decode_request(data: bytes) -> Request:
-    if not data or data[0] != COMMAND_FORMAT_V1:
-        raise MalformedCommand("unknown command format")
-    try:
-        return _request_decoder.decode(data[1:])
-    except msgspec.DecodeError as exc:
-        raise MalformedCommand(f"malformed command: {exc}") from exc
+    return _requests.decode(data)
 
 
 def propose_session_id(term: int, n: int) -> int:
@@ -644,15 +638,10 @@ class LockStateMachine:
             sessions,
             self.locks("", len(self._locks)),
         )
-        return bytes([SNAPSHOT_FORMAT_V1]) + _encoder.encode(snap)
+        return _snapshots.encode(snap)
 
     def restore(self, data: bytes) -> None:
-        if not data or data[0] != SNAPSHOT_FORMAT_V1:
-            raise MalformedCommand("unknown snapshot format")
-        try:
-            snap = _snapshot_decoder.decode(data[1:])
-        except msgspec.DecodeError as exc:
-            raise MalformedCommand(f"malformed snapshot: {exc}") from exc
+        snap = _snapshots.decode(data)
         sessions = {
             s.session_id: _Session(s.ttl_ms, s.label, s.request_id_last) for s in snap.sessions
         }

@@ -83,7 +83,7 @@ class VersionedCodec(Generic[T]):
     """Encode/decode one msgspec type behind a one-byte format version."""
 
     def __init__(
-        self, kind: Any, version: int, error: type[MetaError] = CommandFormatError
+        self, kind: Any, version: int, error: type[CairnError] = CommandFormatError
     ) -> None:
         """`kind` is a msgspec-decodable type (a Struct or a union of tagged Structs)."""
         assert 0 < version < 256
@@ -95,7 +95,8 @@ class VersionedCodec(Generic[T]):
     def encode(self, value: T) -> bytes:
         try:
             return bytes([self._version]) + self._encoder.encode(value)
-        except (msgspec.EncodeError, UnicodeEncodeError) as exc:
+        except (msgspec.EncodeError, UnicodeEncodeError, OverflowError, TypeError) as exc:
+            # OverflowError: an int beyond 64 bits; TypeError: a value msgpack cannot hold.
             raise self._error(f"cannot encode: {exc}") from exc
 
     def decode(self, data: bytes) -> T:
