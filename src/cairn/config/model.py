@@ -80,7 +80,7 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     raft_tick_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
     raft_election_ticks: Annotated[int, msgspec.Meta(ge=3, le=1000)] = 10
     raft_snapshot_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
-    raft_kv_groups: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1  # groups 1..N per node
+    raft_kv_groups: Annotated[int, msgspec.Meta(ge=0, le=256)] = 1  # KV groups (raft.kv_service)
 
     def raft_members(self) -> dict[int, str]:
         """raft_peers parsed: node id -> RPC address."""

@@ -4,8 +4,9 @@ from cairn.meta.buckets import BucketTable
 from cairn.meta.clustermap import ClusterMap
 from cairn.meta.directory import ShardDirectory
 from cairn.meta.index import IndexShard
-from cairn.meta.machine import MetaError, StateMachine
+from cairn.meta.machine import MetaError
 from cairn.meta.manifest import Manifest
+from cairn.raft.statemachine import StateMachine
 
 __all__ = [
     "BucketTable",

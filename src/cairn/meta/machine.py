@@ -8,12 +8,13 @@ returns the same results, so nothing here may read a clock, draw a random number
 the disk. Time enters only as fields of commands (the leader stamps `now_s` when it
 proposes), identifiers are derived from the log index or from counters in the state.
 
-`StateMachine` is the structural interface the Raft driver relies on (the key-value
-machine `cairn.raft.kv` already satisfies it). `ReplicatedMachine` is the shared skeleton
-of the meta machines: `apply` decodes the command through a `VersionedCodec`, runs
-`execute`, and turns the machine's typed errors into results instead of exceptions -- a
-rejected command (bucket exists, unknown node) is an ordinary, replicated outcome that the
-proposer reports to its caller, and it must leave the state untouched. To make that true,
+`StateMachine` (defined in `cairn.raft.statemachine`) is the interface the Raft driver
+relies on (the key-value machine `cairn.raft.kv` satisfies it too). `ReplicatedMachine` is
+the shared skeleton of the meta machines: `apply` decodes the command through a
+`VersionedCodec`, runs `execute`, and turns the machine's typed errors into results
+instead of exceptions -- a rejected command (bucket exists, unknown node) is an ordinary,
+replicated outcome that the proposer reports to its caller, and it must leave the state
+untouched. To make that true,
 every `execute` validates fully before it mutates anything.
 
 Framing. A command or snapshot is one format-version byte followed by msgpack
@@ -25,7 +26,7 @@ length-frames its entries and snapshots, so the payload carries no checksum of i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
@@ -36,29 +37,6 @@ SNAPSHOT_FORMAT_V1 = 1
 
 T = TypeVar("T")
 C = TypeVar("C")
-
-
-@runtime_checkable
-class StateMachine(Protocol):
-    """What the Raft driver needs from the machine of a group."""
-
-    applied_index: int
-
-    def apply(self, index: int, data: bytes) -> object:
-        """Apply the committed entry at `index` (> `applied_index`); returns its result."""
-        ...
-
-    def mark_applied(self, index: int) -> None:
-        """A committed entry without a command (no-op, membership change) at `index`."""
-        ...
-
-    def snapshot(self) -> bytes:
-        """The whole state, framed; identical on every replica at the same index."""
-        ...
-
-    def restore(self, data: bytes) -> None:
-        """Replace the whole state with a `snapshot()`."""
-        ...
 
 
 class MetaError(CairnError):

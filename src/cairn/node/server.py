@@ -18,7 +18,7 @@ from cairn.monitor.logs import bind_node, configure_logging, log_event
 from cairn.node.datadir import DataDir
 from cairn.raft.driver import GroupSettings
 from cairn.raft.host import RaftHost
-from cairn.raft.kv_service import KvService
+from cairn.raft.kv_service import KV_GROUP_FIRST, KvService
 from cairn.runtime.event_loop import run
 from cairn.wire import CertFiles, Ping, Router, RpcPool, RpcServer, derive_auth_key, ping_handler
 from cairn.wire.tls import server_context
@@ -26,7 +26,6 @@ from cairn.wire.tls import server_context
 log = logging.getLogger("cairn.node")
 
 FATAL_EXIT_CODE = 70  # EX_SOFTWARE
-KV_GROUP_ID = 1  # the replicated KV group of issue 3; metadata groups follow in issue 6
 
 
 class NodeServer:
@@ -82,7 +81,7 @@ class NodeServer:
     async def start(self) -> None:
         self.data_dir.acquire()
         if self.raft is not None:
-            for group_id in range(KV_GROUP_ID, KV_GROUP_ID + self.config.raft_kv_groups):
+            for group_id in range(KV_GROUP_FIRST, KV_GROUP_FIRST + self.config.raft_kv_groups):
                 self.raft.add_group(group_id, set(self.raft.members))
         rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
         await self.rpc.start(rpc_host, rpc_port)

@@ -36,6 +36,7 @@ from typing import Literal
 from cairn.monitor.logs import log_event
 from cairn.raft.core import RaftConfig, RaftNode, bootstrap_snapshot
 from cairn.raft.kv import KVStateMachine, Request, Result, encode_request
+from cairn.raft.statemachine import StateMachine
 from cairn.raft.storage import GroupStorage
 from cairn.raft.types import (
     EntryType,
@@ -76,13 +77,15 @@ class RaftGroup:
         send: Callable[[tuple[Message, ...]], None],
         settings: GroupSettings | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        machine: StateMachine | None = None,
     ) -> None:
+        """`machine` defaults to the key-value machine of `raft.kv`."""
         self.group_id = group_id
         self._on_fatal = on_fatal
         self.node_id = node_id
         self.settings = settings or GroupSettings()
         self._send = send
-        self.kv = KVStateMachine()
+        self.machine: StateMachine = machine if machine is not None else KVStateMachine()
         self.storage, recovered = GroupStorage.open(directory)
         config = RaftConfig(
             node_id=node_id,
@@ -94,12 +97,12 @@ class RaftGroup:
         if snapshot is None and recovered.hard_state is None and not recovered.entries:
             # A new group: every initial member starts from the same bootstrap snapshot,
             # saved before anything else so that a restart finds it.
-            snapshot = bootstrap_snapshot(voters, self.kv.snapshot())
+            snapshot = bootstrap_snapshot(voters, self.machine.snapshot())
             self.storage.save_snapshot(snapshot)
             self.storage.wal.sync()
         if snapshot is not None:
-            self.kv.restore(snapshot.data)
-            self.kv.applied_index = snapshot.meta.index
+            self.machine.restore(snapshot.data)
+            self.machine.applied_index = snapshot.meta.index
         self.node = RaftNode(
             config,
             SystemRng(),
@@ -109,7 +112,7 @@ class RaftGroup:
         )
         self._snapshot_index = snapshot.meta.index if snapshot is not None else 0
         self._wake = asyncio.Event()
-        self._proposals: dict[int, tuple[int, asyncio.Future[Result]]] = {}
+        self._proposals: dict[int, tuple[int, asyncio.Future[object]]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._read_seq = 0
@@ -163,8 +166,8 @@ class RaftGroup:
 
     async def _handle(self, ready: Ready) -> None:
         if ready.snapshot is not None:
-            self.kv.restore(ready.snapshot.data)
-            self.kv.applied_index = ready.snapshot.meta.index
+            self.machine.restore(ready.snapshot.data)
+            self.machine.applied_index = ready.snapshot.meta.index
             self._snapshot_index = ready.snapshot.meta.index
         # Leader-to-follower messages of a term that is already durable may go out before
         # the leader's own fsync (dissertation §10.2.1): the core counts the leader for an
@@ -186,16 +189,15 @@ class RaftGroup:
             self._last_leader = leader
             log_event(log, "raft.leader", group=self.group_id, leader=leader,
                       term=self.node.term)  # fmt: skip
-        outcomes: dict[int, tuple[int, Result | None]] = {}
+        outcomes: dict[int, tuple[int, object]] = {}
         for entry in ready.committed_entries:
-            if entry.index <= self.kv.applied_index:
+            if entry.index <= self.machine.applied_index:
                 continue  # covered by a snapshot restored in this Ready
-            result: Result | None = None
+            result: object = None
             if entry.type == EntryType.NORMAL and entry.data:
-                applied = self.kv.apply(entry.index, entry.data)
-                result = applied[1] if applied is not None else Result(False)
+                result = self.machine.apply(entry.index, entry.data)
             else:
-                self.kv.mark_applied(entry.index)
+                self.machine.mark_applied(entry.index)
             outcomes[entry.index] = (entry.term, result)
         if outcomes and self._proposals:
             self._complete_proposals(outcomes, max(outcomes))
@@ -209,9 +211,7 @@ class RaftGroup:
             self._fail_reads(NotLeader(ready.soft_state.leader))
         await self._maybe_compact()
 
-    def _complete_proposals(
-        self, outcomes: dict[int, tuple[int, Result | None]], last_index: int
-    ) -> None:
+    def _complete_proposals(self, outcomes: dict[int, tuple[int, object]], last_index: int) -> None:
         """Settle every proposal at or below `last_index`: its result if the entry applied
         at its index has its term, else dropped (another entry took its place)."""
         for pending_index in [i for i in self._proposals if i <= last_index]:
@@ -220,13 +220,12 @@ class RaftGroup:
                 continue
             outcome = outcomes.get(pending_index)
             if outcome is not None and outcome[0] == pending_term:
-                result = outcome[1]
-                future.set_result(result if result is not None else Result(True))
+                future.set_result(outcome[1])
             else:
                 future.set_exception(ProposalDropped("lost to a leader change; not applied"))
 
     def _wake_applied(self) -> None:
-        applied = self.kv.applied_index
+        applied = self.machine.applied_index
         still_waiting = []
         for index, future in self._applied_waiters:
             if applied >= index:
@@ -243,10 +242,10 @@ class RaftGroup:
         self._reads.clear()
 
     async def _maybe_compact(self) -> None:
-        applied = self.kv.applied_index
+        applied = self.machine.applied_index
         if applied - self._snapshot_index < self.settings.snapshot_every_entries:
             return
-        snapshot = self.node.compact(applied, self.kv.snapshot())
+        snapshot = self.node.compact(applied, self.machine.snapshot())
         # Written (and fsynced) in a thread so the event loop keeps serving; the WAL's
         # compaction mark is buffered after it and made durable by the next sync.
         await asyncio.to_thread(self.storage.save_snapshot_file, snapshot)
@@ -262,18 +261,38 @@ class RaftGroup:
     def leader_id(self) -> int:
         return self.node.leader_id
 
-    async def propose(self, request: Request) -> Result:
-        """Replicate `request`; return its result once applied here. Raises NotLeader,
-        ProposalTooLarge or ProposalDropped (typed, from the core or the driver)."""
-        index, term = self.node.propose(encode_request(request))
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    async def propose_command(self, data: bytes) -> object:
+        """Replicate the encoded command `data`; return what the state machine's `apply`
+        returned for it once applied here. Raises NotLeader, ProposalTooLarge or
+        ProposalDropped (typed, from the core or the driver)."""
+        index, term = self.node.propose(data)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._proposals[index] = (term, future)
         self._wake.set()
         return await future
 
+    async def propose(self, request: Request) -> Result:
+        """A key-value `request` (groups hosting `raft.kv`): its `Result`."""
+        applied = await self.propose_command(encode_request(request))
+        if isinstance(applied, tuple):
+            result = applied[1]
+            assert isinstance(result, Result)
+            return result
+        return Result(False)  # a malformed command is applied as a no-op
+
     async def read(self, key: bytes, consistency: ReadConsistency) -> bytes | None:
+        """A key-value read (groups hosting `raft.kv`)."""
+        await self.read_barrier(consistency)
+        assert isinstance(self.machine, KVStateMachine)
+        return self.machine.read(key)
+
+    async def read_barrier(self, consistency: ReadConsistency) -> None:
+        """Return when the local state machine may be read at `consistency`:
+        `linearizable` confirms leadership with a heartbeat round (ReadIndex), `lease`
+        relies on the leader lease, `stale` returns at once (any replica, any lag).
+        Raises NotLeader on a follower for the first two."""
         if consistency == "stale":
-            return self.kv.read(key)
+            return
         if len(self._reads) >= READS_PENDING_MAX:
             raise ProposalDropped("too many reads pending")
         self._read_seq += 1
@@ -287,8 +306,7 @@ class RaftGroup:
             raise
         self._wake.set()
         index = await future
-        if self.kv.applied_index < index:
+        if self.machine.applied_index < index:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._applied_waiters.append((index, waiter))
             await waiter
-        return self.kv.read(key)

@@ -12,7 +12,7 @@ import time
 from typing import Literal
 
 from cairn.base.errors import DeadlineExceeded, PeerUnavailable, RemoteError
-from cairn.raft.kv_service import KvRead, KvReply, KvWrite
+from cairn.raft.kv_service import KV_GROUP_FIRST, KvRead, KvReply, KvWrite
 from cairn.wire import RpcPool, derive_auth_key
 
 RETRY_PAUSE_SECONDS = 0.02
@@ -20,7 +20,11 @@ RETRY_PAUSE_SECONDS = 0.02
 
 class KvClient:
     def __init__(
-        self, addresses: list[str], secret: str, group: int = 1, client_id: str = "kv-client"
+        self,
+        addresses: list[str],
+        secret: str,
+        group: int = KV_GROUP_FIRST,
+        client_id: str = "kv-client",
     ) -> None:
         if not addresses:
             raise ValueError("KvClient needs at least one address")

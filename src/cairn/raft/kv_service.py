@@ -18,6 +18,10 @@ from cairn.raft.kv import Cas, Delete, KVError, Put, Request
 from cairn.raft.types import NotLeader, ProposalDropped, ProposalTooLarge
 from cairn.wire import CallContext, Reply, Router
 
+KV_GROUP_FIRST = 1 << 24
+"""Group id of the first key-value group; metadata groups (root 0, index shards 1, 2, ...)
+live below it, so both kinds can share one host."""
+
 
 class KvWrite(msgspec.Struct, frozen=True, tag=True):
     group: int
@@ -71,7 +75,7 @@ class KvService:
             term=node.term,
             role=node.role.name.lower(),
             commit_index=node.commit_index,
-            applied_index=group.kv.applied_index,
+            applied_index=group.machine.applied_index,
             snapshot_index=group.snapshot_index,
         )
 

@@ -16,7 +16,7 @@ import pytest
 from cairn.base.errors import CairnError
 from cairn.localcluster import LocalCluster
 from cairn.raft.kv_client import KvClient
-from cairn.raft.kv_service import RaftStatus, RaftStatusReply
+from cairn.raft.kv_service import KV_GROUP_FIRST, RaftStatus, RaftStatusReply
 from cairn.wire import RpcPool, derive_auth_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("processes")]
@@ -30,7 +30,9 @@ SETTINGS = {"raft_tick_ms": str(TICK_MS), "raft_election_ticks": str(ELECTION_TI
 
 async def status_of(pool: RpcPool, address: str) -> RaftStatusReply | None:
     try:
-        reply, _ = await pool.call(address, RaftStatus(group=1), RaftStatusReply, timeout=0.5)
+        reply, _ = await pool.call(
+            address, RaftStatus(group=KV_GROUP_FIRST), RaftStatusReply, timeout=0.5
+        )
     except CairnError:
         return None
     return reply
@@ -155,7 +157,7 @@ def test_crash_all_nodes_then_recover_from_snapshot_and_log(tmp_path: Path) -> N
         asyncio.run(write_keys(cluster, 1000))
         for node_id in cluster.nodes:
             cluster.kill(node_id)  # kill -9 every node: only what was fsynced survives
-        snapshots = list(tmp_path.glob("node-*/raft/group-1/snap/*"))
+        snapshots = list(tmp_path.glob(f"node-*/raft/group-{KV_GROUP_FIRST}/snap/*"))
         assert snapshots, "no snapshot was taken; the test would not cover snapshot recovery"
         for node_id in cluster.nodes:
             cluster.start_node(node_id)

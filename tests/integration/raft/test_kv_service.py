@@ -8,7 +8,7 @@ import pytest
 from cairn.base.errors import FrameError, RemoteError
 from cairn.localcluster import LocalCluster
 from cairn.raft.kv_client import KvClient
-from cairn.raft.kv_service import KvReply, KvWrite, RaftStatus, RaftStatusReply
+from cairn.raft.kv_service import KV_GROUP_FIRST, KvReply, KvWrite, RaftStatus, RaftStatusReply
 from cairn.raft.transport import RaftBatch, RaftBatchAck, WireMessage
 from cairn.wire import RpcPool, derive_auth_key
 
@@ -28,7 +28,7 @@ async def scenario(cluster: LocalCluster) -> None:
 
         # A write sent to a follower: "not leader", carrying the leader's address.
         with pytest.raises(RemoteError) as info:
-            await pool.call(follower, KvWrite(1, "put", b"k", b"v"), KvReply)
+            await pool.call(follower, KvWrite(KV_GROUP_FIRST, "put", b"k", b"v"), KvReply)
         assert info.value.code == "not_leader"
         assert info.value.message == leader_address
 
@@ -57,7 +57,7 @@ async def scenario(cluster: LocalCluster) -> None:
         await pool.call(addresses["node-1"], stale, RaftBatchAck)
         await client.put(b"after", b"junk", timeout=20)
         assert await client.get(b"hello") == b"world"
-        status, _ = await pool.call(leader_address, RaftStatus(1), RaftStatusReply)
+        status, _ = await pool.call(leader_address, RaftStatus(KV_GROUP_FIRST), RaftStatusReply)
         assert status.role == "leader"
     finally:
         await client.close()

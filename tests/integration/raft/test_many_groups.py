@@ -8,7 +8,7 @@ import pytest
 
 from cairn.localcluster import LocalCluster
 from cairn.raft.kv_client import KvClient
-from cairn.raft.kv_service import RaftStatus, RaftStatusReply
+from cairn.raft.kv_service import KV_GROUP_FIRST, RaftStatus, RaftStatusReply
 from cairn.wire import RpcPool, derive_auth_key
 
 pytestmark = pytest.mark.xdist_group("processes")
@@ -18,14 +18,16 @@ GROUPS = 8
 
 async def scenario(cluster: LocalCluster) -> None:
     addresses = [n.rpc_address for n in cluster.nodes.values()]
-    clients = [KvClient(addresses, SECRET, group=g) for g in range(1, GROUPS + 1)]
+    clients = [
+        KvClient(addresses, SECRET, group=g) for g in range(KV_GROUP_FIRST, KV_GROUP_FIRST + GROUPS)
+    ]
     pool = RpcPool("test", derive_auth_key(SECRET))
     try:
         await asyncio.gather(*(c.put(b"key", b"group-%d" % c.group, timeout=30) for c in clients))
         for client in clients:
             assert await client.get(b"key") == b"group-%d" % client.group
         # Every node hosts every group; each group has exactly one leader.
-        for group in range(1, GROUPS + 1):
+        for group in range(KV_GROUP_FIRST, KV_GROUP_FIRST + GROUPS):
             roles = []
             for address in addresses:
                 status, _ = await pool.call(address, RaftStatus(group), RaftStatusReply)
