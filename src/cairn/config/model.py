@@ -81,6 +81,18 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     raft_election_ticks: Annotated[int, msgspec.Meta(ge=3, le=1000)] = 10
     raft_snapshot_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     raft_kv_groups: Annotated[int, msgspec.Meta(ge=0, le=256)] = 1  # KV groups (raft.kv_service)
+    # Cluster (issue 6). Liveness: a node that has not heartbeated for suspect_after_s is
+    # suspect, after down_after_s down; repair of its partitions starts repair_after_s later.
+    heartbeat_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    suspect_after_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    down_after_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    repair_after_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    repair_bytes_per_s: Annotated[int, msgspec.Meta(ge=0)] = 64 << 20  # 0: no limit
+    gc_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    capacity_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0  # 0: the data disk's size
+    zone: str = ""
+    rack: str = ""
+    host: str = ""
 
     def raft_members(self) -> dict[int, str]:
         """raft_peers parsed: node id -> RPC address."""
@@ -112,6 +124,8 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         members = self.raft_members()
         if self.raft_id and self.raft_id not in members:
             raise ValueError(f"raft_id {self.raft_id} is not among raft_peers")
+        if self.suspect_after_s >= self.down_after_s:
+            raise ValueError("suspect_after_s must be less than down_after_s")
 
 
 SECRET_FIELDS = ("cluster_secret",)

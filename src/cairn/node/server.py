@@ -1,21 +1,40 @@
 """The node server: what `cairn server` runs.
 
-At this stage a node opens its data directory, serves authenticated RPC (ping) and the
-admin HTTP port (`/metrics`, `/health`), and stops cleanly on SIGTERM or SIGINT. The
-roles of later layers (Raft groups, chunkstore, gateway) attach here.
+A node opens its data directory, serves authenticated RPC and the admin HTTP port
+(`/metrics`, `/health`), and stops cleanly on SIGTERM or SIGINT. With `raft_peers` set it
+is part of a cluster:
+
+- a node whose `raft_id` is among the peers hosts a replica of the root group (cluster
+  map, buckets, shard directory) and of the index shard groups, serves metadata RPCs and,
+  while it leads the root group, does the leader's duties (liveness ticks, bootstrap);
+- every node joins the cluster map, heartbeats, keeps a placement view, and stores the
+  chunks of the partitions it owns.
+
+The gateway role runs in the same process but is composed above this layer
+(`cairn.gateway.process`), since the gateway imports the node's clients.
 """
 
 import asyncio
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 
 from cairn import __version__
 from cairn.config import CairnConfig, parse_hostport
+from cairn.meta.clustermap import ClusterConfig
+from cairn.meta.directory import FIRST_SHARD_GROUP_ID, ROOT_GROUP_ID
+from cairn.meta.index import IndexShard
+from cairn.meta.root import RootMachine
 from cairn.monitor.admin_http import AdminServer
 from cairn.monitor.logs import bind_node, configure_logging, log_event
 from cairn.node.datadir import DataDir
+from cairn.node.membership import Membership, NodeIdentity
+from cairn.node.meta_client import MetaClient
+from cairn.node.meta_service import MetaService
+from cairn.node.root_duties import RootDuties
+from cairn.node.view_cache import ViewCache
 from cairn.raft.driver import GroupSettings
 from cairn.raft.host import RaftHost
 from cairn.raft.kv_service import KV_GROUP_FIRST, KvService
@@ -67,6 +86,35 @@ class NodeServer:
             )
             self.raft.register(self.router)
             KvService(self.raft).register(self.router)
+            self.meta_service = MetaService(self.raft)
+            self.meta_service.register(self.router)
+        self.meta: MetaClient | None = None
+        self.view: ViewCache | None = None
+        self.membership: Membership | None = None
+        self.root_duties: RootDuties | None = None
+        if config.raft_peers:
+            self.meta = MetaClient(
+                self.pool, list(config.raft_members().values()), consistency=config.read_consistency
+            )
+            self.view = ViewCache(self.meta)
+            identity = NodeIdentity(
+                name=config.node_id,
+                address=config.rpc_listen,
+                capacity_bytes=config.capacity_bytes or _disk_size(Path(config.data_dir)),
+                zone=config.zone,
+                rack=config.rack,
+                host=config.host,
+            )
+            self.membership = Membership(
+                self.meta, identity, self._used_bytes, config.heartbeat_interval_s
+            )
+        if self.raft is not None:
+            self.root_duties = RootDuties(
+                self.raft, self.meta_service.tick, config.heartbeat_interval_s, config.down_after_s
+            )
+
+    async def _used_bytes(self) -> int:
+        return 0
 
     def _fatal(self, error: BaseException) -> None:
         """A broken invariant in a Raft group: exit at once (crash-only). Everything this
@@ -81,13 +129,23 @@ class NodeServer:
     async def start(self) -> None:
         self.data_dir.acquire()
         if self.raft is not None:
+            voters = set(self.raft.members)
             for group_id in range(KV_GROUP_FIRST, KV_GROUP_FIRST + self.config.raft_kv_groups):
-                self.raft.add_group(group_id, set(self.raft.members))
+                self.raft.add_group(group_id, voters)
+            self.raft.add_group(ROOT_GROUP_ID, voters, RootMachine(self._cluster_config()))
+            # One index shard covering every key to start with; the directory records it
+            # and routes by it, and later shards are hosted where the directory says.
+            self.raft.add_group(FIRST_SHARD_GROUP_ID, voters, IndexShard(FIRST_SHARD_GROUP_ID))
         rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
         await self.rpc.start(rpc_host, rpc_port)
         await self.admin.start()
         if self.raft is not None:
             self.raft.start()
+        if self.view is not None and self.membership is not None:
+            self.view.start()
+            self.membership.start()
+        if self.root_duties is not None:
+            self.root_duties.start()
         self.admin.identity.update(
             node_id=self.config.node_id,
             version=__version__,
@@ -101,7 +159,18 @@ class NodeServer:
     def request_stop(self) -> None:
         self._stopped.set()
 
+    def _cluster_config(self) -> ClusterConfig:
+        return ClusterConfig(
+            partition_count=self.config.partition_count,
+            replica_count=self.config.replication_factor,
+            suspect_after_s=self.config.suspect_after_s,
+            down_after_s=self.config.down_after_s,
+        )
+
     async def stop(self) -> None:
+        for worker in (self.root_duties, self.membership, self.view):
+            if worker is not None:
+                await worker.stop()
         await self.admin.stop()
         await self.rpc.stop()
         if self.raft is not None:
@@ -120,6 +189,11 @@ class NodeServer:
             await self._stopped.wait()
         finally:
             await self.stop()
+
+
+def _disk_size(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(path).total
 
 
 def run_node(config: CairnConfig) -> None:

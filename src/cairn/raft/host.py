@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cairn.raft.driver import GroupSettings, RaftGroup
+from cairn.raft.statemachine import StateMachine
 from cairn.raft.transport import RaftTransport
 from cairn.raft.types import Message
 from cairn.wire import Router, RpcPool
@@ -36,7 +37,10 @@ class RaftHost:
         group.step(message)
         return True
 
-    def add_group(self, group_id: int, voters: set[int]) -> RaftGroup:
+    def add_group(
+        self, group_id: int, voters: set[int], machine: StateMachine | None = None
+    ) -> RaftGroup:
+        """Host a replica of `group_id` with `machine` (default: the key-value machine)."""
         if group_id in self.groups:
             raise ValueError(f"group {group_id} already hosted")
         group = RaftGroup(
@@ -47,6 +51,7 @@ class RaftHost:
             self.transport.send,
             self.settings,
             self._on_fatal,
+            machine,
         )
         self.groups[group_id] = group
         return group

@@ -1,0 +1,404 @@
+"""Client of the metadata service: leader tracking, redirects, shard routing, typed calls.
+
+Theory of operation. Every metadata group (the root group, each index shard) has its own
+leader. A call goes to the last leader seen for its group; a `not_leader` answer carries
+the leader's address (or nothing during an election), unreachable nodes are skipped, and
+retries are bounded by the call's deadline. A write whose outcome is unknown (the
+connection died after the request left) is retried only when the command is idempotent:
+putting the same manifest again, deleting again, heartbeats and joins are; creating a
+bucket is, once "already owned by you" on a retry is read as success.
+
+`stale` reads may go to any replica; `lease` and `linearizable` reads go to the leader.
+
+Object commands are routed through the shard directory held by the root group, cached
+here; a `WrongShard` answer (the directory moved on) refreshes the cache and retries.
+Listings that span shards continue into the next shard when a page is not full.
+
+Machine errors arrive as `RemoteError` with the S3-style code of the machine's error
+(`NoSuchBucket`, `NoSuchKey`, `BucketNotEmpty`, ...); callers branch on `code`.
+"""
+
+import asyncio
+import bisect
+import time
+from collections.abc import Sequence
+from typing import TypeVar
+
+import msgspec
+
+from cairn.base.errors import DeadlineExceeded, PeerUnavailable, RemoteError
+from cairn.meta.buckets import (
+    BeginDelete,
+    Bucket,
+    CancelDelete,
+    CreateBucket,
+    DeleteBucket,
+    StoragePolicy,
+    VersioningState,
+)
+from cairn.meta.clustermap import Change, ClusterCommand, Member
+from cairn.meta.directory import ROOT_GROUP_ID, Bootstrap, ShardInfo
+from cairn.meta.index import (
+    BucketStats,
+    DeleteObject,
+    DeleteResult,
+    IndexCommand,
+    ListEntry,
+    ListPage,
+    ObjectVersion,
+    PutObject,
+    PutResult,
+    encode_command,
+    encode_key,
+)
+from cairn.meta.manifest import Manifest
+from cairn.meta.root import RootCommand, encode_root_command
+from cairn.node.meta_messages import (
+    BucketGet,
+    BucketListQuery,
+    BucketListReply,
+    BucketReply,
+    ClusterViewQuery,
+    ClusterViewReply,
+    Consistency,
+    DirectoryGet,
+    DirectoryReply,
+    MetaPropose,
+    MetaResult,
+    NodeHeartbeat,
+    NodeJoin,
+    ObjectHead,
+    ObjectHeadReply,
+    ObjectList,
+    ObjectListReply,
+    ShardLiveChunks,
+    ShardLiveChunksReply,
+    ShardStatsQuery,
+    ShardStatsReply,
+)
+from cairn.wire import RpcPool
+
+T = TypeVar("T")
+RETRY_PAUSE_SECONDS = 0.02
+CALL_TIMEOUT_SECONDS = 10.0
+CHUNK_ID_BYTES = 32
+
+
+class MetaClient:
+    def __init__(
+        self,
+        pool: RpcPool,
+        addresses: Sequence[str],
+        *,
+        consistency: Consistency = "lease",
+        timeout: float = CALL_TIMEOUT_SECONDS,
+    ) -> None:
+        """`addresses`: RPC addresses of the nodes hosting the metadata groups."""
+        if not addresses:
+            raise ValueError("MetaClient needs at least one metadata node address")
+        self.pool = pool
+        self.addresses = list(addresses)
+        self.consistency = consistency
+        self.timeout = timeout
+        self._leaders: dict[int, str] = {}
+        self._next = 0
+        self._directory: DirectoryReply | None = None
+        self.redirects = 0
+
+    # -- transport ---------------------------------------------------------------------
+    def _candidate(self, group: int, leader: bool) -> str:
+        known = self._leaders.get(group)
+        if known is not None and leader:
+            return known
+        address = self.addresses[self._next % len(self.addresses)]
+        self._next += 1
+        return address
+
+    async def call(
+        self,
+        group: int,
+        request: msgspec.Struct,
+        reply_type: type[T],
+        *,
+        leader: bool = True,
+        idempotent: bool = True,
+        timeout: float | None = None,
+    ) -> tuple[T, memoryview]:
+        """One RPC to the group's leader (or any replica with `leader=False`), following
+        redirects and retrying within the deadline (see the module doc)."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        last_error: Exception = DeadlineExceeded("no attempt made")
+        while (remaining := deadline - time.monotonic()) > 0:
+            address = self._candidate(group, leader)
+            try:
+                reply, payload = await self.pool.call(
+                    address, request, reply_type, timeout=remaining
+                )
+                if leader:
+                    self._leaders[group] = address
+                return reply, payload
+            except RemoteError as exc:
+                last_error = exc
+                if exc.code == "not_leader":
+                    self.redirects += 1
+                    if exc.message:
+                        self._leaders[group] = exc.message
+                    else:
+                        self._leaders.pop(group, None)
+                        await asyncio.sleep(RETRY_PAUSE_SECONDS)  # election under way
+                    continue
+                if exc.code in ("dropped", "no_such_group"):
+                    self._leaders.pop(group, None)
+                    await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                    continue
+                raise
+            except (PeerUnavailable, DeadlineExceeded) as exc:
+                last_error = exc
+                self._leaders.pop(group, None)
+                if not idempotent and isinstance(exc, DeadlineExceeded):
+                    raise
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        raise DeadlineExceeded(f"metadata call gave up after {budget} s: {last_error}")
+
+    async def _propose(
+        self, group: int, data: bytes, result_type: type[T], idempotent: bool = True
+    ) -> T:
+        reply, _ = await self.call(
+            group, MetaPropose(group, data), MetaResult, idempotent=idempotent
+        )
+        if not reply.result:  # the machine returned None
+            return msgspec.convert(None, result_type)
+        return msgspec.msgpack.decode(reply.result, type=result_type)
+
+    async def propose_root(self, command: RootCommand, result_type: type[T]) -> T:
+        return await self._propose(ROOT_GROUP_ID, encode_root_command(command), result_type)
+
+    # -- cluster map -------------------------------------------------------------------
+    async def join(
+        self,
+        name: str,
+        address: str,
+        capacity_bytes: int,
+        zone: str = "",
+        rack: str = "",
+        host: str = "",
+    ) -> Member:
+        request = NodeJoin(name, address, capacity_bytes, zone, rack, host)
+        reply, _ = await self.call(ROOT_GROUP_ID, request, MetaResult)
+        change = msgspec.msgpack.decode(reply.result, type=Change)
+        return change.members[0]
+
+    async def heartbeat(
+        self, node_id: str, capacity_bytes: int, used_bytes: int, load: float
+    ) -> None:
+        request = NodeHeartbeat(node_id, capacity_bytes, used_bytes, load)
+        await self.call(ROOT_GROUP_ID, request, MetaResult, timeout=2.0)
+
+    async def operate(self, command: ClusterCommand) -> Change:
+        """Drain, undrain, decommission, weights, domains, timeouts (`cairn node ...`)."""
+        return await self.propose_root(command, Change)
+
+    async def cluster_view(
+        self, consistency: Consistency | None = None, have_table_epoch: int = -1
+    ) -> ClusterViewReply:
+        level = consistency or self.consistency
+        reply, _ = await self.call(
+            ROOT_GROUP_ID,
+            ClusterViewQuery(level, have_table_epoch),
+            ClusterViewReply,
+            leader=level != "stale",
+        )
+        return reply
+
+    # -- buckets -----------------------------------------------------------------------
+    async def create_bucket(
+        self, name: str, owner: str, policy: StoragePolicy | None = None
+    ) -> Bucket:
+        command = CreateBucket(name, owner, time.time(), policy or StoragePolicy())
+        return await self.propose_root(command, Bucket)
+
+    async def get_bucket(self, name: str, consistency: Consistency | None = None) -> Bucket:
+        level = consistency or self.consistency
+        reply, _ = await self.call(
+            ROOT_GROUP_ID, BucketGet(name, level), BucketReply, leader=level != "stale"
+        )
+        return reply.bucket
+
+    async def list_buckets(
+        self, owner: str | None = None, consistency: Consistency | None = None
+    ) -> list[Bucket]:
+        level = consistency or self.consistency
+        reply, _ = await self.call(
+            ROOT_GROUP_ID, BucketListQuery(owner, level), BucketListReply, leader=level != "stale"
+        )
+        return reply.buckets
+
+    async def delete_bucket(self, name: str, owner: str, settle_seconds: float = 0.0) -> None:
+        """The two-phase delete of `meta.buckets`: mark deleting (new writes are refused),
+        wait `settle_seconds` for writes already past their bucket check, count objects in
+        every shard, then delete or cancel. Raises `BucketNotEmpty` (as RemoteError)."""
+        await self.propose_root(BeginDelete(name, owner), Bucket)
+        try:
+            if settle_seconds > 0:
+                await asyncio.sleep(settle_seconds)  # the PUT deadline, see meta.buckets
+            count = (await self.bucket_stats(name, "linearizable")).versions
+            await self.propose_root(DeleteBucket(name, owner, count), Bucket | None)  # type: ignore[arg-type]
+        except BaseException:
+            await self.propose_root(CancelDelete(name), Bucket)
+            raise
+
+    # -- directory and routing ---------------------------------------------------------
+    async def directory(self, refresh: bool = False) -> DirectoryReply:
+        if self._directory is None or refresh or not self._directory.shards:
+            reply, _ = await self.call(
+                ROOT_GROUP_ID, DirectoryGet(self.consistency), DirectoryReply
+            )
+            self._directory = reply
+        return self._directory
+
+    async def bootstrap_directory(self, replicas: tuple[str, ...]) -> ShardInfo:
+        return await self.propose_root(Bootstrap(replicas), ShardInfo)
+
+    async def shard_for(self, bucket: str, key: str, refresh: bool = False) -> ShardInfo:
+        directory = await self.directory(refresh)
+        if not directory.shards:
+            raise RemoteError("ServiceUnavailable", "the shard directory is not bootstrapped yet")
+        return _shard_of(directory.shards, encode_key(bucket, key))
+
+    async def _routed(
+        self, bucket: str, key: str, command: IndexCommand, result_type: type[T]
+    ) -> T:
+        data = encode_command(command)
+        for attempt in range(3):
+            shard = await self.shard_for(bucket, key, refresh=attempt > 0)
+            try:
+                return await self._propose(shard.group_id, data, result_type)
+            except RemoteError as exc:
+                if exc.code != "WrongShard":
+                    raise
+        raise RemoteError("ServiceUnavailable", "the shard directory keeps moving; retry")
+
+    # -- objects -----------------------------------------------------------------------
+    async def put_object(
+        self, bucket: str, key: str, manifest: Manifest, versioning: VersioningState
+    ) -> PutResult:
+        return await self._routed(
+            bucket, key, PutObject(bucket, key, manifest, versioning), PutResult
+        )
+
+    async def delete_object(
+        self,
+        bucket: str,
+        key: str,
+        versioning: VersioningState,
+        version_id: str | None = None,
+    ) -> DeleteResult:
+        command = DeleteObject(bucket, key, time.time(), versioning, version_id)
+        return await self._routed(bucket, key, command, DeleteResult)
+
+    async def head_object(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        consistency: Consistency | None = None,
+    ) -> ObjectVersion:
+        level = consistency or self.consistency
+        for attempt in range(3):
+            shard = await self.shard_for(bucket, key, refresh=attempt > 0)
+            request = ObjectHead(shard.group_id, bucket, key, version_id, level)
+            try:
+                reply, _ = await self.call(
+                    shard.group_id, request, ObjectHeadReply, leader=level != "stale"
+                )
+                return reply.version
+            except RemoteError as exc:
+                if exc.code != "WrongShard":
+                    raise
+        raise RemoteError("ServiceUnavailable", "the shard directory keeps moving; retry")
+
+    async def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        continuation_token: str | None = None,
+        max_keys: int = 1000,
+        consistency: Consistency | None = None,
+    ) -> ListPage:
+        """One ListObjectsV2 page, continuing across shard boundaries when a shard's page
+        is not full (a common prefix repeated at a boundary is reported once)."""
+        level = consistency or self.consistency
+        directory = await self.directory()
+        low = bucket.encode() + b"\x00" + prefix.encode()
+        entries: list[ListEntry] = []
+        prefixes: list[str] = []
+        token = continuation_token
+        after = start_after
+        for shard in _shards_from(directory.shards, low):
+            if shard.start > bucket.encode() + b"\x01":
+                break  # past every key of the bucket
+            request = ObjectList(
+                shard.group_id,
+                bucket,
+                prefix,
+                delimiter,
+                after,
+                token,
+                max_keys - len(entries) - len(prefixes),
+                level,
+            )
+            reply, _ = await self.call(
+                shard.group_id, request, ObjectListReply, leader=level != "stale"
+            )
+            page = reply.page
+            entries += page.entries
+            prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+            if page.is_truncated:
+                return ListPage(entries, prefixes, True, page.next_continuation_token)
+        return ListPage(entries, prefixes, False, None)
+
+    async def bucket_stats(
+        self, bucket: str | None, consistency: Consistency | None = None
+    ) -> BucketStats:
+        """Objects, versions and bytes of `bucket` (None: everything), over all shards."""
+        level = consistency or self.consistency
+        directory = await self.directory()
+        objects = versions = size = 0
+        for shard in directory.shards:
+            reply, _ = await self.call(
+                shard.group_id, ShardStatsQuery(shard.group_id, bucket, level), ShardStatsReply
+            )
+            objects += reply.stats.objects
+            versions += reply.stats.versions
+            size += reply.stats.bytes
+        return BucketStats(objects, versions, size)
+
+    async def live_chunk_ids(self) -> set[bytes]:
+        """Every chunk id any shard references (linearizable; GC's mark phase)."""
+        directory = await self.directory(refresh=True)
+        live: set[bytes] = set()
+        for shard in directory.shards:
+            reply, payload = await self.call(
+                shard.group_id, ShardLiveChunks(shard.group_id), ShardLiveChunksReply
+            )
+            data = bytes(payload)
+            if len(data) != reply.count * CHUNK_ID_BYTES:
+                raise RemoteError("bad_reply", "live chunk list has the wrong length")
+            live.update(data[i : i + CHUNK_ID_BYTES] for i in range(0, len(data), CHUNK_ID_BYTES))
+        return live
+
+
+def _shard_of(shards: list[ShardInfo], encoded_key: bytes) -> ShardInfo:
+    ordered = sorted(shards, key=lambda s: s.start)
+    starts = [s.start for s in ordered]
+    return ordered[max(0, bisect.bisect_right(starts, encoded_key) - 1)]
+
+
+def _shards_from(shards: list[ShardInfo], encoded_key: bytes) -> list[ShardInfo]:
+    """The shards in key order, starting with the one that holds `encoded_key`."""
+    ordered = sorted(shards, key=lambda s: s.start)
+    first = _shard_of(ordered, encoded_key)
+    return ordered[ordered.index(first) :]

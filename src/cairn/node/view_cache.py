@@ -1,0 +1,102 @@
+"""A process's copy of the cluster map, as a `PlacementView`, kept fresh by polling.
+
+Every node and gateway routes chunk traffic by a local view instead of asking the root
+group per request. `refresh` asks the root leader (lease read) for the map, sending the
+table epoch it has so that the 4096-entry owner table crosses the wire only when it
+changed. A view that could not be refreshed stays in use: chunks are immutable and a
+stale owner list is still safe (see `placement_view`).
+"""
+
+import asyncio
+import logging
+
+from cairn.meta.clustermap import AdminState
+from cairn.monitor.logs import log_event
+from cairn.node.meta_client import MetaClient
+from cairn.node.meta_messages import ClusterViewReply
+from cairn.node.placement_view import PlacementView
+from cairn.placement import PartitionTable
+
+log = logging.getLogger("cairn.node")
+REFRESH_SECONDS = 1.0
+
+
+class ViewCache:
+    def __init__(self, meta: MetaClient, interval_s: float = REFRESH_SECONDS) -> None:
+        self.meta = meta
+        self.interval_s = interval_s
+        self._view: PlacementView | None = None
+        self._table: PartitionTable | None = None
+        self._previous: PartitionTable | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.reply: ClusterViewReply | None = None
+
+    def current(self) -> PlacementView | None:
+        return self._view
+
+    def require(self) -> PlacementView:
+        if self._view is None:
+            raise LookupError("no cluster view yet")
+        return self._view
+
+    async def get(self) -> PlacementView:
+        """The current view, fetching the first one if there is none yet."""
+        if self._view is None:
+            await self.refresh()
+        return self.require()
+
+    async def refresh(self) -> PlacementView:
+        have = self._table.epoch if self._table is not None else -1
+        reply = await self.meta.cluster_view(have_table_epoch=have)
+        config = reply.config
+        if reply.owners is not None or self._table is None or have != reply.table_epoch:
+            owners = tuple(tuple(o) for o in (reply.owners or ()))
+            self._table = PartitionTable(
+                reply.table_epoch, config.partition_count, config.replica_count, owners
+            )
+        if reply.previous_owners is None:
+            self._previous = None
+        elif self._previous is None or self._previous.epoch != reply.previous_epoch:
+            previous = tuple(tuple(o) for o in reply.previous_owners)
+            self._previous = PartitionTable(
+                reply.previous_epoch, config.partition_count, config.replica_count, previous
+            )
+        members = [m for m in reply.members if m.admin != AdminState.OUT]
+        live = frozenset(m.id for m in members if m.to_node().serves_data)
+        old = self._view
+        self._view = PlacementView(
+            epoch=reply.epoch,
+            table=self._table,
+            previous=self._previous,
+            addresses={m.id: m.address for m in members},
+            live=live,
+            names={m.id: m.name for m in reply.members},
+        )
+        self.reply = reply
+        if old is None or old.epoch != reply.epoch or old.live != live:
+            log_event(
+                log,
+                "view.changed",
+                epoch=reply.epoch,
+                table=reply.table_epoch,
+                live=len(live),
+                members=len(members),
+            )
+        return self._view
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # the map is unreachable for now: keep the old view
+                log_event(log, "view.refresh_failed", logging.DEBUG, error=repr(exc))
+            await asyncio.sleep(self.interval_s)  # the polling period
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
