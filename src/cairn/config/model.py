@@ -82,7 +82,8 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     raft_snapshot_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     raft_kv_groups: Annotated[int, msgspec.Meta(ge=0, le=256)] = 1  # KV groups (raft.kv_service)
     # Cluster (issue 6). Liveness: a node that has not heartbeated for suspect_after_s is
-    # suspect, after down_after_s down; repair of its partitions starts repair_after_s later.
+    # suspect, after down_after_s down; repair_after_s later it is "lost": its partitions
+    # get new owners, which copy them from the survivors.
     heartbeat_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     suspect_after_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     down_after_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0

@@ -103,6 +103,9 @@ class Liveness(StrEnum):
     ALIVE = "alive"
     SUSPECT = "suspect"
     DOWN = "down"
+    LOST = "lost"
+    """Down for longer than `lost_after_s`: its partitions are re-placed and repaired
+    from the survivors; a heartbeat brings it back (and its placements with it)."""
 
 
 class ClusterConfig(msgspec.Struct, frozen=True):
@@ -112,6 +115,8 @@ class ClusterConfig(msgspec.Struct, frozen=True):
     replica_count: int = 3
     suspect_after_s: float = 10.0
     down_after_s: float = 30.0
+    lost_after_s: float = 0.0
+    """0: a down node keeps its placements however long it is down."""
 
 
 class Member(msgspec.Struct, frozen=True):
@@ -129,9 +134,13 @@ class Member(msgspec.Struct, frozen=True):
     load: float = 0.0
     admin: AdminState = AdminState.ACTIVE
     liveness: Liveness = Liveness.ALIVE
+    synced_epoch: int = 0
+    """The last partition table epoch this node reported holding all its data for."""
 
     @property
     def placement_state(self) -> NodeState:
+        if self.liveness == Liveness.LOST:
+            return NodeState.OUT
         down = self.liveness == Liveness.DOWN
         if self.admin == AdminState.ACTIVE:
             return NodeState.DOWN if down else NodeState.UP
@@ -163,6 +172,7 @@ class Heartbeat(msgspec.Struct, tag="heartbeat", frozen=True):
     capacity_bytes: int
     used_bytes: int
     load: float
+    synced_epoch: int = 0
 
 
 class Tick(msgspec.Struct, tag="tick", frozen=True):
@@ -196,6 +206,8 @@ class SetFailureDomain(msgspec.Struct, tag="domain", frozen=True):
 class Configure(msgspec.Struct, tag="configure", frozen=True):
     suspect_after_s: float
     down_after_s: float
+    lost_after_s: float | None = None
+    """None keeps the current value."""
 
 
 class MovesDone(msgspec.Struct, tag="moves_done", frozen=True):
@@ -262,12 +274,14 @@ def validate_config(config: ClusterConfig) -> None:
         raise ClusterMapError(str(exc)) from exc
     if not 1 <= config.replica_count <= REPLICA_COUNT_MAX:
         raise ClusterMapError(f"replica count must be 1..{REPLICA_COUNT_MAX}")
-    _validate_timeouts(config.suspect_after_s, config.down_after_s)
+    _validate_timeouts(config.suspect_after_s, config.down_after_s, config.lost_after_s)
 
 
-def _validate_timeouts(suspect_after_s: float, down_after_s: float) -> None:
+def _validate_timeouts(suspect_after_s: float, down_after_s: float, lost_after_s: float) -> None:
     if not (0.0 < suspect_after_s <= down_after_s and math.isfinite(down_after_s)):
         raise ClusterMapError("timeouts must be finite with 0 < suspect_after_s <= down_after_s")
+    if lost_after_s and not (down_after_s <= lost_after_s and math.isfinite(lost_after_s)):
+        raise ClusterMapError("lost_after_s must be 0 (never) or finite and >= down_after_s")
 
 
 def _validate_text(what: str, value: str, bytes_max: int, *, required: bool = False) -> None:
@@ -359,11 +373,15 @@ class ClusterMap(ReplicatedMachine[ClusterCommand]):
         elif isinstance(command, Tick):
             changed = self._tick(command.now_s)
         elif isinstance(command, Configure):
-            _validate_timeouts(command.suspect_after_s, command.down_after_s)
+            lost_after_s = command.lost_after_s
+            if lost_after_s is None:
+                lost_after_s = self.config.lost_after_s
+            _validate_timeouts(command.suspect_after_s, command.down_after_s, lost_after_s)
             self.config = msgspec.structs.replace(
                 self.config,
                 suspect_after_s=command.suspect_after_s,
                 down_after_s=command.down_after_s,
+                lost_after_s=lost_after_s,
             )
             changed = ()
         elif isinstance(command, MovesDone):
@@ -437,6 +455,7 @@ class ClusterMap(ReplicatedMachine[ClusterCommand]):
             load=command.load,
             last_heartbeat_s=max(member.last_heartbeat_s, command.now_s),
             liveness=Liveness.ALIVE,
+            synced_epoch=max(member.synced_epoch, command.synced_epoch),
         )
         self._members[member.id] = member
         return member
@@ -449,7 +468,10 @@ class ClusterMap(ReplicatedMachine[ClusterCommand]):
                 continue
             age_s = now_s - member.last_heartbeat_s
             liveness = member.liveness
-            if age_s >= self.config.down_after_s:
+            lost_after_s = self.config.lost_after_s
+            if lost_after_s and age_s >= lost_after_s:
+                liveness = Liveness.LOST
+            elif age_s >= self.config.down_after_s and liveness != Liveness.LOST:
                 liveness = Liveness.DOWN
             elif age_s >= self.config.suspect_after_s and liveness == Liveness.ALIVE:
                 liveness = Liveness.SUSPECT

@@ -39,6 +39,9 @@ class Membership:
         used_bytes: Callable[[], Awaitable[int]],
         interval_s: float,
     ) -> None:
+        """`synced_epoch` (settable) is reported with each heartbeat; the repair worker
+        raises it once this node holds every chunk of its partitions at that epoch."""
+        self.synced_epoch = 0
         self.meta = meta
         self.identity = identity
         self._used_bytes = used_bytes
@@ -78,6 +81,8 @@ class Membership:
             try:
                 used = await self._used_bytes()
                 load = os.getloadavg()[0]
-                await self.meta.heartbeat(self.member_id, self.identity.capacity_bytes, used, load)
+                await self.meta.heartbeat(
+                    self.member_id, self.identity.capacity_bytes, used, load, self.synced_epoch
+                )
             except CairnError as exc:
                 log_event(log, "node.heartbeat_failed", logging.DEBUG, error=repr(exc))

@@ -190,9 +190,9 @@ class MetaClient:
         return change.members[0]
 
     async def heartbeat(
-        self, node_id: str, capacity_bytes: int, used_bytes: int, load: float
+        self, node_id: str, capacity_bytes: int, used_bytes: int, load: float, synced_epoch: int
     ) -> None:
-        request = NodeHeartbeat(node_id, capacity_bytes, used_bytes, load)
+        request = NodeHeartbeat(node_id, capacity_bytes, used_bytes, load, synced_epoch)
         await self.call(ROOT_GROUP_ID, request, MetaResult, timeout=2.0)
 
     async def operate(self, command: ClusterCommand) -> Change:

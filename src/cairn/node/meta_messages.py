@@ -43,6 +43,8 @@ class NodeHeartbeat(msgspec.Struct, frozen=True, tag=True):
     capacity_bytes: int
     used_bytes: int
     load: float
+    synced_epoch: int = 0
+    """The table epoch for which this node holds all the data of its partitions."""
 
 
 class ClusterViewQuery(msgspec.Struct, frozen=True, tag=True):

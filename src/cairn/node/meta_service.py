@@ -146,6 +146,7 @@ class MetaService:
             capacity_bytes=request.capacity_bytes,
             used_bytes=request.used_bytes,
             load=request.load,
+            synced_epoch=request.synced_epoch,
         )
         result = await self._commit(ROOT_GROUP_ID, encode_root_command(command))
         return MetaResult(_encoder.encode(result))

@@ -7,6 +7,11 @@ could otherwise be marked down by a tick that came before its next heartbeat cou
 
 Directory: a new cluster has no index shard until the root leader proposes `Bootstrap`
 with the member ids of the nodes that host the metadata groups, once all of them joined.
+
+Moves: after a table change the previous table stays in the map (readers fall back to
+it, owners that left keep their copies) until every live owner of the new table has
+reported, in its heartbeat, that it holds all the data of its partitions at the new
+epoch. Then the leader proposes `MovesDone`, and former owners may clean up.
 """
 
 import asyncio
@@ -15,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from cairn.base.errors import CairnError
+from cairn.meta.clustermap import MovesDone
 from cairn.meta.directory import ROOT_GROUP_ID, Bootstrap
 from cairn.meta.root import RootMachine, encode_root_command
 from cairn.monitor.logs import log_event
@@ -62,10 +68,25 @@ class RootDuties:
                 self._leading_since = now
             try:
                 await self._bootstrap_directory()
+                await self._settle_moves()
                 if now - self._leading_since >= self.down_after_s:
                     await self._tick()
             except CairnError as exc:
                 log_event(log, "root.duty_failed", logging.DEBUG, error=repr(exc))
+
+    async def _settle_moves(self) -> None:
+        group = self.host.groups[ROOT_GROUP_ID]
+        machine = group.machine
+        assert isinstance(machine, RootMachine)
+        cluster = machine.cluster
+        if cluster.previous_table is None:
+            return
+        table = cluster.table
+        live = cluster.live_node_ids()
+        owners = {o for partition in table.owners for o in partition if o in live}
+        if all(cluster.node(o).synced_epoch >= table.epoch for o in owners):
+            await group.propose_command(encode_root_command(MovesDone(table.epoch)))
+            log_event(log, "root.moves_done", table_epoch=table.epoch)
 
     async def _bootstrap_directory(self) -> None:
         group = self.host.groups[ROOT_GROUP_ID]

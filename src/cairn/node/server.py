@@ -165,6 +165,7 @@ class NodeServer:
             replica_count=self.config.replication_factor,
             suspect_after_s=self.config.suspect_after_s,
             down_after_s=self.config.down_after_s,
+            lost_after_s=self.config.down_after_s + self.config.repair_after_s,
         )
 
     async def stop(self) -> None:

@@ -20,17 +20,19 @@ from cairn.meta.machine import (
     CommandFormatError,
     MetaError,
     SnapshotFormatError,
-    StateMachine,
     VersionedCodec,
 )
 from cairn.meta.manifest import Manifest, etag_of_bytes
+from cairn.meta.root import RootMachine
 from cairn.raft.kv import KVStateMachine
+from cairn.raft.statemachine import StateMachine
 
 MACHINES = [
     BucketTable,
     lambda: ClusterMap(ClusterConfig(partition_count=16)),
     ShardDirectory,
     IndexShard,
+    lambda: RootMachine(ClusterConfig(partition_count=16)),
 ]
 
 
