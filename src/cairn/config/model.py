@@ -90,6 +90,7 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     repair_after_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     repair_bytes_per_s: Annotated[int, msgspec.Meta(ge=0)] = 64 << 20  # 0: no limit
     gc_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    gc_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0  # 0: only `cairn gc`
     capacity_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0  # 0: the data disk's size
     zone: str = ""
     rack: str = ""

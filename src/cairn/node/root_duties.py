@@ -8,6 +8,8 @@ could otherwise be marked down by a tick that came before its next heartbeat cou
 Directory: a new cluster has no index shard until the root leader proposes `Bootstrap`
 with the member ids of the nodes that host the metadata groups, once all of them joined.
 
+GC: one mark-and-sweep round every `gc_interval_s` (`gc_coordinator`).
+
 Moves: after a table change the previous table stays in the map (readers fall back to
 it, owners that left keep their copies) until every live owner of the new table has
 reported, in its heartbeat, that it holds all the data of its partitions at the new
@@ -37,8 +39,13 @@ class RootDuties:
         tick: Callable[[], Awaitable[object]],
         interval_s: float,
         down_after_s: float,
+        collect_garbage: Callable[[], Awaitable[object]] | None = None,
+        gc_interval_s: float = 0.0,
     ) -> None:
         self.host = host
+        self._collect_garbage = collect_garbage
+        self.gc_interval_s = gc_interval_s
+        self._last_gc: float | None = None
         self._tick = tick
         self.interval_s = interval_s
         self.down_after_s = down_after_s
@@ -71,8 +78,19 @@ class RootDuties:
                 await self._settle_moves()
                 if now - self._leading_since >= self.down_after_s:
                     await self._tick()
+                await self._maybe_collect(now)
             except CairnError as exc:
                 log_event(log, "root.duty_failed", logging.DEBUG, error=repr(exc))
+
+    async def _maybe_collect(self, now: float) -> None:
+        """A GC round every `gc_interval_s`, counted from when this node began leading."""
+        if self._collect_garbage is None or not self.gc_interval_s:
+            return
+        if self._last_gc is None:
+            self._last_gc = now
+        if now - self._last_gc >= self.gc_interval_s:
+            self._last_gc = now
+            await self._collect_garbage()
 
     async def _settle_moves(self) -> None:
         group = self.host.groups[ROOT_GROUP_ID]

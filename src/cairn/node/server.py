@@ -22,6 +22,7 @@ import signal
 from pathlib import Path
 
 from cairn import __version__
+from cairn.chunkstore import AsyncChunkStore, StoreOptions
 from cairn.config import CairnConfig, parse_hostport
 from cairn.meta.clustermap import ClusterConfig
 from cairn.meta.directory import FIRST_SHARD_GROUP_ID, ROOT_GROUP_ID
@@ -29,10 +30,15 @@ from cairn.meta.index import IndexShard
 from cairn.meta.root import RootMachine
 from cairn.monitor.admin_http import AdminServer
 from cairn.monitor.logs import bind_node, configure_logging, log_event
+from cairn.node.chunk_service import ChunkService
 from cairn.node.datadir import DataDir
+from cairn.node.gc_coordinator import GcReport, collect_garbage
+from cairn.node.hints import HandoffLoop, HintStore
 from cairn.node.membership import Membership, NodeIdentity
 from cairn.node.meta_client import MetaClient
 from cairn.node.meta_service import MetaService
+from cairn.node.placement_view import PlacementView
+from cairn.node.repair import RepairWorker
 from cairn.node.root_duties import RootDuties
 from cairn.node.view_cache import ViewCache
 from cairn.raft.driver import GroupSettings
@@ -110,11 +116,60 @@ class NodeServer:
             )
         if self.raft is not None:
             self.root_duties = RootDuties(
-                self.raft, self.meta_service.tick, config.heartbeat_interval_s, config.down_after_s
+                self.raft,
+                self.meta_service.tick,
+                config.heartbeat_interval_s,
+                config.down_after_s,
+                self.collect_garbage if self.meta is not None else None,
+                config.gc_interval_s,
             )
+        self.store: AsyncChunkStore | None = None
+        self.chunk_service: ChunkService | None = None
+        self.handoff: HandoffLoop | None = None
+        self.repair: RepairWorker | None = None
+
+    async def collect_garbage(self, dry_run: bool = False) -> GcReport:
+        assert self.meta is not None
+        return await collect_garbage(self.pool, self.meta, self.config.gc_grace_s, dry_run=dry_run)
 
     async def _used_bytes(self) -> int:
-        return 0
+        if self.store is None:
+            return 0
+        return (await self.store.usage()).stored_bytes
+
+    async def _open_storage(self) -> None:
+        """The chunkstore, the hint store and the chunk RPCs; with a cluster, also hint
+        handoff and the repair worker (registered before the RPC server starts)."""
+        root = Path(self.config.data_dir)
+        options = StoreOptions(fsync=self.config.fsync)
+        self.store = await AsyncChunkStore.open(str(root / "chunks"), options)
+        hints = await asyncio.to_thread(HintStore.open, root / "hints")
+        self.chunk_service = ChunkService(self.store, hints, self.config.node_id)
+        self.chunk_service.register(self.router)
+        if self.view is None or self.membership is None:
+            return
+        self.handoff = HandoffLoop(hints, self.pool, self.view.current)
+        membership = self.membership
+
+        def synced(epoch: int) -> None:
+            membership.synced_epoch = epoch
+
+        self.repair = RepairWorker(
+            self.chunk_service,
+            self.pool,
+            self.view,
+            lambda: membership.member_id,
+            synced,
+            bytes_per_s=self.config.repair_bytes_per_s,
+        )
+        self.repair.register(self.router)
+        self.view.listeners.append(self._view_changed)
+
+    def _view_changed(self, _view: PlacementView) -> None:
+        if self.repair is not None:
+            self.repair.poke()
+        if self.handoff is not None:
+            self.handoff.wake()
 
     def _fatal(self, error: BaseException) -> None:
         """A broken invariant in a Raft group: exit at once (crash-only). Everything this
@@ -136,6 +191,8 @@ class NodeServer:
             # One index shard covering every key to start with; the directory records it
             # and routes by it, and later shards are hosted where the directory says.
             self.raft.add_group(FIRST_SHARD_GROUP_ID, voters, IndexShard(FIRST_SHARD_GROUP_ID))
+        if "storage" in self.config.roles:
+            await self._open_storage()
         rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
         await self.rpc.start(rpc_host, rpc_port)
         await self.admin.start()
@@ -146,6 +203,9 @@ class NodeServer:
             self.membership.start()
         if self.root_duties is not None:
             self.root_duties.start()
+        for worker in (self.handoff, self.repair):
+            if worker is not None:
+                worker.start()
         self.admin.identity.update(
             node_id=self.config.node_id,
             version=__version__,
@@ -169,13 +229,15 @@ class NodeServer:
         )
 
     async def stop(self) -> None:
-        for worker in (self.root_duties, self.membership, self.view):
+        for worker in (self.repair, self.handoff, self.root_duties, self.membership, self.view):
             if worker is not None:
                 await worker.stop()
         await self.admin.stop()
         await self.rpc.stop()
         if self.raft is not None:
             await self.raft.stop()
+        if self.store is not None:
+            await self.store.close()
         await self.pool.close()
         self.data_dir.release()
         log_event(log, "node.stopped")

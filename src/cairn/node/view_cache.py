@@ -9,6 +9,7 @@ stale owner list is still safe (see `placement_view`).
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from cairn.meta.clustermap import AdminState
 from cairn.monitor.logs import log_event
@@ -29,8 +30,9 @@ class ViewCache:
         self._table: PartitionTable | None = None
         self._previous: PartitionTable | None = None
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
         self.reply: ClusterViewReply | None = None
+        self.listeners: list[Callable[[PlacementView], None]] = []
+        """Called with the new view whenever its epoch or live set changes."""
 
     def current(self) -> PlacementView | None:
         return self._view
@@ -83,6 +85,8 @@ class ViewCache:
                 live=len(live),
                 members=len(members),
             )
+            for listener in self.listeners:
+                listener(self._view)
         return self._view
 
     def start(self) -> None:
