@@ -81,6 +81,9 @@ from cairn.wire import RpcPool
 T = TypeVar("T")
 RETRY_PAUSE_SECONDS = 0.02
 CALL_TIMEOUT_SECONDS = 10.0
+ATTEMPT_TIMEOUT_SECONDS = 3.0
+"""One attempt's share of a call's deadline: a leader cut off from its group keeps
+accepting requests it can never commit, and must not hold the whole deadline."""
 CHUNK_ID_BYTES = 32
 
 
@@ -133,7 +136,7 @@ class MetaClient:
             address = self._candidate(group, leader)
             try:
                 reply, payload = await self.pool.call(
-                    address, request, reply_type, timeout=remaining
+                    address, request, reply_type, timeout=min(remaining, ATTEMPT_TIMEOUT_SECONDS)
                 )
                 if leader:
                     self._leaders[group] = address
