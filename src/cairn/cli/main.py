@@ -6,6 +6,8 @@ from cairn import __version__
 from cairn.cli.bench_cmd import bench
 from cairn.cli.cert_cmd import cert
 from cairn.cli.config_cmd import config
+from cairn.cli.gc_cmd import gc
+from cairn.cli.object_cmds import OBJECT_COMMANDS
 from cairn.cli.server_cmd import server
 from cairn.cli.sim_cmd import sim
 from cairn.cli.status_cmd import ping, status
@@ -26,6 +28,9 @@ cli.add_command(ping)
 cli.add_command(cert)
 cli.add_command(bench)
 cli.add_command(sim)
+cli.add_command(gc)
+for _command in OBJECT_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ import click
 
 from cairn.base.errors import CairnError, ConfigError
 from cairn.cli.options import config_options, load_from_options
-from cairn.node import run_node
+from cairn.gateway.process import run_server
 
 
 @click.command()
@@ -16,6 +16,6 @@ def server(**options: object) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        run_node(config)
+        run_server(config)
     except CairnError as exc:
         raise click.ClickException(str(exc)) from None
