@@ -7,6 +7,7 @@ from cairn.cli.bench_cmd import bench
 from cairn.cli.cert_cmd import cert
 from cairn.cli.config_cmd import config
 from cairn.cli.gc_cmd import gc
+from cairn.cli.node_cmd import node
 from cairn.cli.object_cmds import OBJECT_COMMANDS
 from cairn.cli.server_cmd import server
 from cairn.cli.sim_cmd import sim
@@ -24,6 +25,7 @@ cli.add_command(config)
 cli.add_command(server)
 cli.add_command(up)
 cli.add_command(status)
+cli.add_command(node)
 cli.add_command(ping)
 cli.add_command(cert)
 cli.add_command(bench)

@@ -1,4 +1,11 @@
-"""`cairn up`: a whole local cluster in the foreground; Ctrl-C stops it cleanly."""
+"""`cairn up`: a whole local cluster in the foreground; Ctrl-C or SIGTERM stops it cleanly.
+
+Every node is a voter of the metadata groups by default, so the cluster map, buckets and
+the shard directory work as soon as `up` says the cluster is up: `LocalCluster.start`
+waits until the root group has a leader, every node has joined and the directory is
+bootstrapped. A signal that arrives while the nodes are still starting aborts the start,
+which stops what was started; after that, signals end the foreground wait.
+"""
 
 import json
 import signal
@@ -12,11 +19,24 @@ from cairn.config.model import DEV_SECRET
 from cairn.localcluster import LocalCluster
 from cairn.localcluster.harness import ClusterError
 
+EXIT_POLL_SECONDS = 1.0
+"""How often the foreground loop looks for a node that exited on its own."""
+
+
+class _Interrupted(Exception):
+    """SIGTERM while starting: unwinds `LocalCluster.start`, which stops every node."""
+
 
 @click.command()
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 64))
 @click.option(
-    "--data-dir", default="./cairn-local", show_default=True, type=click.Path(file_okay=False)
+    "--data",
+    "--data-dir",
+    "data_dir",
+    default="./cairn-local",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for every node's data, cluster.json and the S3 credentials.",
 )
 @click.option(
     "--secret",
@@ -29,31 +49,40 @@ from cairn.localcluster.harness import ClusterError
     "--raft/--no-raft",
     default=True,
     show_default=True,
-    help="Run the replicated KV Raft group on every node.",
+    help="Make every node a voter of the metadata groups (cluster map, buckets, index).",
 )
 def up(nodes: int, data_dir: str, secret: str, raft: bool) -> None:
     """Start NODES node processes on 127.0.0.1 and keep them running until Ctrl-C."""
     base = Path(data_dir).resolve()
     cluster = LocalCluster(base, nodes, secret=secret, raft=raft)
+    stop = threading.Event()
+
+    def abort_start(_signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the stop that follows finish
+        raise _Interrupted
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, abort_start)  # SIGINT already raises KeyboardInterrupt
     click.echo(f"starting {nodes} nodes under {base} ...", err=True)
     try:
         cluster.start()
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from None
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
+    except (_Interrupted, KeyboardInterrupt):
+        click.echo("interrupted while starting; every node stopped", err=True)
+        raise SystemExit(130) from None
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     # Endpoints and credentials, as in cluster.json: this is a local development cluster,
-    # and its user needs the secret to connect clients.
-    click.echo(json.dumps(cluster.describe(), indent=2))
-    click.echo(f"cluster is up; endpoints and credentials in {base / 'cluster.json'}", err=True)
+    # and its user needs them to connect clients.
+    described = cluster.describe()
+    click.echo(json.dumps(described, indent=2))
+    click.echo(_summary(described, base), err=True)
     click.echo("press Ctrl-C to stop", err=True)
     try:
-        while not stop.wait(timeout=1.0):
+        while not stop.wait(timeout=EXIT_POLL_SECONDS):
             for node_id, node in cluster.nodes.items():
                 if not node.running:
                     click.echo(
@@ -64,3 +93,20 @@ def up(nodes: int, data_dir: str, secret: str, raft: bool) -> None:
         click.echo("stopping ...", err=True)
         cluster.stop()
         click.echo("stopped", err=True)
+
+
+def _summary(described: dict[str, object], base: Path) -> str:
+    nodes = described["nodes"]
+    assert isinstance(nodes, list)
+    lines = [f"cluster is up: {len(nodes)} nodes"]
+    for node in nodes:
+        member = node.get("member_id") or "-"
+        voter = f"raft {node['raft_id']}" if node.get("raft_id") else "not a voter"
+        lines.append(
+            f"  {node['node_id']} ({member}, {voter}, pid {node['pid']}): "
+            f"rpc {node['rpc']}  admin {node['admin']}  s3 {node['s3']}"
+        )
+    lines.append(f"S3 endpoint {described['s3_endpoint']}  access key {described['access_key']}")
+    lines.append(f"endpoints and credentials in {base / 'cluster.json'}")
+    lines.append(f"try: cairn status --cluster {base}")
+    return "\n".join(lines)

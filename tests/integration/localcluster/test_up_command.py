@@ -1,5 +1,7 @@
 """`cairn up` as a user runs it: prints endpoints and credentials, writes cluster.json,
-and Ctrl-C stops every node it started."""
+comes up with a metadata leader, a full cluster map and a bootstrapped directory (as
+`cairn status --json` reports), keeps its S3 keys across restarts on one directory, and
+Ctrl-C or SIGTERM stops every node it started."""
 
 import json
 import os
@@ -8,41 +10,106 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.xdist_group("processes")
+SECRET = "up-command-test-secret"
 
 
-def test_up_prints_writes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    data = tmp_path / "local"
+def start_up(data: Path, nodes: int) -> tuple["subprocess.Popen[str]", dict[str, Any]]:
+    """Run `cairn up`; return it and the JSON it printed once the cluster is up."""
     up = subprocess.Popen(
-        [sys.executable, "-m", "cairn", "up", "--nodes", "2", "--data-dir", str(data)],
+        [sys.executable, "-m", "cairn", "up", "--nodes", str(nodes), "--data", str(data)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "CAIRN_CLUSTER_SECRET": "up-command-test-secret"},
+        env={**os.environ, "CAIRN_CLUSTER_SECRET": SECRET},
     )
+    assert up.stdout is not None
+    printed_lines = []
+    for line in up.stdout:  # the JSON object ends with a closing brace at column 0
+        printed_lines.append(line)
+        if line == "}\n":
+            break
+    if not printed_lines:
+        up.kill()
+        _, err = up.communicate()
+        raise AssertionError(f"cairn up printed nothing; stderr:\n{err}")
+    return up, json.loads("".join(printed_lines))
+
+
+def stop_and_check(up: "subprocess.Popen[str]", signum: int, pids: list[int]) -> None:
+    up.send_signal(signum)
+    assert up.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "nodes outlived `cairn up`"
+        time.sleep(0.02)  # poll a condition with a deadline
+
+
+def status_json(data: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "cairn", "status", "--cluster", str(data), "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")},
+    )
+    assert result.returncode == 0, result.stderr
+    last: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return last
+
+
+def test_up_prints_writes_reports_ready_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    data = tmp_path / "local"
+    up, printed = start_up(data, 3)
     try:
-        assert up.stdout is not None
-        printed_lines = []
-        for line in up.stdout:  # the JSON object ends with a closing brace at column 0
-            printed_lines.append(line)
-            if line == "}\n":
-                break
-        printed = json.loads("".join(printed_lines))
         written = json.loads((data / "cluster.json").read_text())
         assert printed == written
-        assert printed["cluster_secret"] == "up-command-test-secret"
-        pids = [node["pid"] for node in printed["nodes"]]
-        assert len(pids) == 2
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0
-        deadline = time.monotonic() + 10
-        while any(Path(f"/proc/{pid}").exists() for pid in pids):
-            assert time.monotonic() < deadline, "nodes outlived `cairn up`"
-            time.sleep(0.02)  # poll a condition with a deadline
+        assert printed["cluster_secret"] == SECRET
+        nodes = printed["nodes"]
+        assert [n["node_id"] for n in nodes] == ["node-1", "node-2", "node-3"]
+        assert [n["raft_id"] for n in nodes] == [1, 2, 3]
+        assert sorted(n["member_id"] for n in nodes) == ["n1", "n2", "n3"]
+        assert all(n["rpc"] and n["admin"].startswith("http://") for n in nodes)
+        assert printed["s3_endpoint"] == nodes[0]["s3"]
+        assert len(printed["access_key"]) == 20 and printed["access_key"].isalnum()
+        assert len(printed["secret_key"]) == 40
+        for name in ("cluster.json", "credentials.json"):
+            assert (data / name).stat().st_mode & 0o777 == 0o600
+
+        status = status_json(data)
+        assert [n["health"] for n in status["nodes"]] == ["ok"] * 3
+        assert [n["liveness"] for n in status["nodes"]] == ["alive"] * 3
+        root = status["groups"][0]
+        assert root["kind"] == "root" and root["leader"] in {"node-1", "node-2", "node-3"}
+        assert root["term"] >= 1
+        assert status["directory_bootstrapped"] is True
+        assert [g["kind"] for g in status["groups"][1:]] == ["index shard"]
+        assert status["balance"]["under_replicated"] == 0
+        assert status["errors"] == []
+
+        stop_and_check(up, signal.SIGINT, [n["pid"] for n in nodes])
     finally:
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+def test_up_again_keeps_credentials_and_sigterm_stops_every_node(tmp_path: Path) -> None:
+    data = tmp_path / "local"
+    keys = []
+    for _ in range(2):
+        up, printed = start_up(data, 1)
+        try:
+            keys.append((printed["access_key"], printed["secret_key"]))
+            assert printed["nodes"][0]["member_id"] == "n1"  # rejoined under its old id
+            stop_and_check(up, signal.SIGTERM, [n["pid"] for n in printed["nodes"]])
+        finally:
+            if up.poll() is None:
+                up.kill()
+                up.wait()
+    assert keys[0] == keys[1]
