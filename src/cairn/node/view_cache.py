@@ -4,13 +4,19 @@ Every node and gateway routes chunk traffic by a local view instead of asking th
 group per request. `refresh` asks the root leader (lease read) for the map, sending the
 table epoch it has so that the 4096-entry owner table crosses the wire only when it
 changed. A view that could not be refreshed stays in use: chunks are immutable and a
-stale owner list is still safe (see `placement_view`).
+stale owner list is still safe (see `placement_view`). One case is not merely stale but
+short: a view taken while the cluster was still forming lists fewer than R owners, and a
+write at `quorum` would be satisfied by too few copies; `get` refreshes such a view
+before handing it out (concurrent callers share one refresh). In a cluster that really
+has fewer than R nodes that costs one lease read per write, which is fine for a test or
+development cluster and never happens in a real one.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
 
+from cairn.base.errors import CairnError
 from cairn.meta.clustermap import AdminState
 from cairn.monitor.logs import log_event
 from cairn.node.meta_client import MetaClient
@@ -31,6 +37,8 @@ class ViewCache:
         self._previous: PartitionTable | None = None
         self._task: asyncio.Task[None] | None = None
         self.reply: ClusterViewReply | None = None
+        self._short_table = False
+        self._shared_refresh: asyncio.Future[PlacementView] | None = None
         self.listeners: list[Callable[[PlacementView], None]] = []
         """Called with the new view whenever its epoch or live set changes."""
 
@@ -43,9 +51,17 @@ class ViewCache:
         return self._view
 
     async def get(self) -> PlacementView:
-        """The current view, fetching the first one if there is none yet."""
+        """The current view for routing: fetched if there is none yet, refreshed first if
+        its table is short of owners (see the module docstring)."""
         if self._view is None:
             await self.refresh()
+        elif self._short_table:
+            if self._shared_refresh is None or self._shared_refresh.done():
+                self._shared_refresh = asyncio.ensure_future(self.refresh())
+            try:
+                await asyncio.shield(self._shared_refresh)
+            except CairnError as exc:  # keep routing by what we have
+                log_event(log, "view.refresh_failed", logging.DEBUG, error=repr(exc))
         return self.require()
 
     async def refresh(self) -> PlacementView:
@@ -57,6 +73,7 @@ class ViewCache:
             self._table = PartitionTable(
                 reply.table_epoch, config.partition_count, config.replica_count, owners
             )
+            self._short_table = self._table.under_replicated() > 0
         if reply.previous_owners is None:
             self._previous = None
         elif self._previous is None or self._previous.epoch != reply.previous_epoch:

@@ -241,7 +241,7 @@ async def test_owner_down_quorum_succeeds_all_fails_hint_is_handed_off(cluster: 
     finally:
         for loop in loops:
             await loop.stop()
-    assert sum(loop.handed_off for loop in loops) == hinted
+    assert 1 <= sum(loop.handed_off for loop in loops) <= hinted
     assert await down.has(chunk_id) and await down.has(third_id)
     assert [p for n in cluster.nodes.values() for p in (n.directory / "hints").rglob("*")] == [
         p for n in cluster.nodes.values() for p in (n.directory / "hints").glob("*")
