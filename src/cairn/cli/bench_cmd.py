@@ -6,6 +6,7 @@ import click
 
 from cairn.cli.bench_balance import bench_balance
 from cairn.cli.bench_chunkstore import bench_chunkstore
+from cairn.cli.bench_cluster import bench_cluster
 from cairn.cli.bench_codec import bench_codec
 from cairn.cli.bench_dedup import bench_dedup
 from cairn.cli.bench_placement import bench_placement
@@ -25,3 +26,4 @@ bench.add_command(bench_codec)
 bench.add_command(bench_dedup)
 bench.add_command(bench_chunkstore)
 bench.add_command(bench_raft)
+bench.add_command(bench_cluster)
