@@ -9,6 +9,7 @@ from cairn.cli.bench_chunkstore import bench_chunkstore
 from cairn.cli.bench_cluster import bench_cluster
 from cairn.cli.bench_codec import bench_codec
 from cairn.cli.bench_dedup import bench_dedup
+from cairn.cli.bench_lock import bench_lock
 from cairn.cli.bench_placement import bench_placement
 from cairn.cli.bench_raft import raft as bench_raft
 from cairn.cli.bench_rpc import rpc as bench_rpc
@@ -27,3 +28,4 @@ bench.add_command(bench_dedup)
 bench.add_command(bench_chunkstore)
 bench.add_command(bench_raft)
 bench.add_command(bench_cluster)
+bench.add_command(bench_lock)

@@ -7,6 +7,7 @@ from cairn.cli.bench_cmd import bench
 from cairn.cli.cert_cmd import cert
 from cairn.cli.config_cmd import config
 from cairn.cli.gc_cmd import gc
+from cairn.cli.lock_cmd import lock, locks
 from cairn.cli.node_cmd import node
 from cairn.cli.object_cmds import OBJECT_COMMANDS
 from cairn.cli.server_cmd import server
@@ -31,6 +32,8 @@ cli.add_command(cert)
 cli.add_command(bench)
 cli.add_command(sim)
 cli.add_command(gc)
+cli.add_command(lock)
+cli.add_command(locks)
 for _command in OBJECT_COMMANDS:
     cli.add_command(_command)
 

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from cairn.config import CairnConfig, parse_hostport
 from cairn.gateway.keys import cluster_key, native_token
+from cairn.gateway.lock_http import FencedMeta, mount_locks
 from cairn.gateway.native_http import mount
 from cairn.gateway.native_rpc import NativeRpc
 from cairn.gateway.objects import ObjectService
@@ -53,7 +54,7 @@ class Gateway:
         view = node.view
         self.chunks = ReplicatedChunks(node.pool, view.require, config.lb_strategy)
         self.service = ObjectService(
-            node.meta,
+            FencedMeta(node.meta),  # issue 8: X-Cairn-Fence checked before index commits
             self.chunks,
             cluster_key(config.cluster_secret),
             default_level=config.write_consistency,
@@ -68,6 +69,7 @@ class Gateway:
         self.rpc = NativeRpc(self.service)
         self.rpc.register(node.router)
         self.app = web.Application()
+        mount_locks(self.app, node.meta, native_token(config.cluster_secret))  # issue 8
         mount(self.app, self.service, native_token(config.cluster_secret))
         self._runner: web.AppRunner | None = None
         self.port = 0

@@ -34,6 +34,7 @@ from cairn.node.chunk_service import ChunkService
 from cairn.node.datadir import DataDir
 from cairn.node.gc_coordinator import GcReport, collect_garbage
 from cairn.node.hints import HandoffLoop, HintStore
+from cairn.node.lock_service import LockService
 from cairn.node.membership import Membership, NodeIdentity
 from cairn.node.meta_client import MetaClient
 from cairn.node.meta_service import MetaService
@@ -76,7 +77,10 @@ class NodeServer:
         self.admin.checks["rpc"] = self._rpc_health
         self._stopped = asyncio.Event()
         self.pool = RpcPool(config.node_id, derive_auth_key(config.cluster_secret))
+        # Calls this process makes to its own address skip the socket (`wire.local`).
+        self.pool.serve_locally(config.rpc_listen, self.router)
         self.raft: RaftHost | None = None
+        self.lock_service: LockService | None = None  # issue 8: locks on the root group
         if config.raft_id:
             self.raft = RaftHost(
                 config.raft_id,
@@ -94,6 +98,9 @@ class NodeServer:
             KvService(self.raft).register(self.router)
             self.meta_service = MetaService(self.raft)
             self.meta_service.register(self.router)
+            election_timeout_ms = config.raft_tick_ms * config.raft_election_ticks
+            self.lock_service = LockService(self.raft, election_timeout_ms)
+            self.lock_service.register(self.router)
         self.meta: MetaClient | None = None
         self.view: ViewCache | None = None
         self.membership: Membership | None = None
@@ -203,6 +210,8 @@ class NodeServer:
             self.membership.start()
         if self.root_duties is not None:
             self.root_duties.start()
+        if self.lock_service is not None:
+            self.lock_service.start()
         for worker in (self.handoff, self.repair):
             if worker is not None:
                 worker.start()
@@ -232,6 +241,8 @@ class NodeServer:
         for worker in (self.repair, self.handoff, self.root_duties, self.membership, self.view):
             if worker is not None:
                 await worker.stop()
+        if self.lock_service is not None:
+            await self.lock_service.stop()
         await self.admin.stop()
         await self.rpc.stop()
         if self.raft is not None:

@@ -20,6 +20,8 @@ from cairn.config.model import parse_hostport
 from cairn.runtime.clock import Clock, SystemClock
 from cairn.runtime.rng import Rng, SystemRng
 from cairn.wire.client import RpcConnection
+from cairn.wire.local import call_local
+from cairn.wire.server import Router
 
 T = TypeVar("T")
 
@@ -55,6 +57,12 @@ class RpcPool:
         self._connections: dict[str, RpcConnection] = {}
         self._connecting: dict[str, asyncio.Task[RpcConnection]] = {}
         self._backoff: dict[str, _Backoff] = {}
+        self._local: dict[str, Router] = {}
+
+    def serve_locally(self, address: str, router: Router) -> None:
+        """Calls to `address` (this process's own RPC address) go straight to `router`'s
+        handlers, without a socket (see `wire.local`)."""
+        self._local[address] = router
 
     async def connection(self, address: str) -> RpcConnection:
         existing = self._connections.get(address)
@@ -99,6 +107,9 @@ class RpcPool:
         payload: Buffer = b"",
         timeout: float | None = 30.0,
     ) -> tuple[T, memoryview]:
+        router = self._local.get(address)
+        if router is not None:
+            return await call_local(router, self.node_id, request, response_type, payload, timeout)
         connection = await self.connection(address)
         return await connection.call(request, response_type, payload, timeout)
 
