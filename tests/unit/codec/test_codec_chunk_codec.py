@@ -160,3 +160,16 @@ def test_chunk_corrupt_is_a_cairn_error() -> None:
 def test_oversized_chunk_is_refused(codec: ChunkCodec) -> None:
     with pytest.raises(ValueError, match="above"):
         codec.encode(bytes(16 * 1024 * 1024 + 1))
+
+
+def test_large_chunks_are_probed_before_compressing(codec: ChunkCodec) -> None:
+    """A large chunk whose middle sample does not shrink is stored raw without compressing
+    the whole; a compressible one still is compressed; either way it decodes exactly."""
+    noisy = random_bytes(1 << 20)
+    mostly_text = text_bytes(1 << 20)
+    raw = codec.encode(noisy)
+    packed = codec.encode(mostly_text)
+    assert not raw.compressed and packed.compressed
+    assert codec.decode(raw.chunk_id, raw.record) == noisy
+    assert codec.decode(packed.chunk_id, packed.record) == mostly_text
+    assert codec.encode(noisy).record == raw.record  # the probe is deterministic
