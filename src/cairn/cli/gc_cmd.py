@@ -3,9 +3,13 @@
 The root leader also runs a round every `gc_interval_s`; this command is for operators
 (and tests) who want one at a chosen moment. `--grace` defaults to the cluster's
 `gc_grace_s` default; lowering it is only safe when no upload is in flight.
+
+One round runs at a time in the whole cluster (the lock `cairn/gc`): when another is
+running, the command says so and exits 1, or waits up to `--wait` seconds for it to end.
 """
 
 import dataclasses
+import os
 
 import click
 
@@ -19,12 +23,13 @@ from cairn.runtime.event_loop import run
 from cairn.wire import RpcPool, derive_auth_key
 
 
-async def _collect(cluster: str | None, grace: float, dry_run: bool) -> GcReport:
+async def _collect(cluster: str | None, grace: float, dry_run: bool, wait: float) -> GcReport:
     found = load_cluster_file(cluster)
     pool = RpcPool("cairn-gc", derive_auth_key(found.secret))
     try:
         meta = MetaClient(pool, found.meta_addresses)
-        return await collect_garbage(pool, meta, grace, dry_run=dry_run)
+        label = f"cairn gc (pid {os.getpid()})"
+        return await collect_garbage(pool, meta, grace, dry_run=dry_run, wait_s=wait, label=label)
     finally:
         await pool.close()
 
@@ -38,12 +43,19 @@ async def _collect(cluster: str | None, grace: float, dry_run: bool) -> GcReport
     show_default=True,
     help="Keep unreferenced chunks touched within this many seconds.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for a GC round already running to end (0: refuse at once).",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def gc(cluster: str | None, grace: float, dry_run: bool, as_json: bool) -> None:
+def gc(cluster: str | None, grace: float, wait: float, dry_run: bool, as_json: bool) -> None:
     """Delete chunks that no object references (mark and sweep)."""
     try:
-        report = run(_collect(cluster, grace, dry_run))
+        report = run(_collect(cluster, grace, dry_run, wait))
     except CairnError as exc:
         raise click.ClickException(str(exc)) from None
     result = dataclasses.asdict(report)

@@ -482,7 +482,9 @@ class LockClient:
 
     async def release(self, held: Lock) -> None:
         """Release a grant. Releasing twice, or after the session was lost, is a no-op
-        (the lock is already gone); raises `NotHeld` if the service says it never was."""
+        (the lock is already gone). `not_held` is success too: `held` is a grant this
+        client received, so the service forgetting it means an earlier attempt of this
+        release committed and its answer was lost (a leader died after committing)."""
         if held.released:
             return
         held.released = True
@@ -493,8 +495,8 @@ class LockClient:
         try:
             await self._leader.call(request, LockReleaseReply, budget_s=RELEASE_TIMEOUT_S)
         except RemoteError as exc:
-            if exc.code == "unknown_session":
-                return  # expired: the grant ended with the session
+            if exc.code in ("unknown_session", "not_held"):
+                return  # expired with the session, or released by a lost earlier attempt
             raise _lock_error(exc) from None
 
     @contextlib.asynccontextmanager

@@ -16,6 +16,14 @@ manifest; the gateway refuses to commit when more than half the grace period has
 without re-touching. So a chunk an upload counts on is either in the live set (committed
 before the mark) or touched recently enough (not committed yet): never deleted. A node
 that cannot be reached is simply skipped this round; its garbage waits for the next.
+
+One round at a time, cluster-wide: a round holds the lock `cairn/gc` (`internal_lock`)
+from before `GcBegin` to after the last sweep, whether the root leader runs it on its
+timer or an operator runs `cairn gc`. Overlapping rounds would be safe (each node keeps
+each round's start, and the rules above hold per round), but each would mark the whole
+index and ship the whole live set again for nothing. A round that finds the lock taken
+raises `GcBusy` at once, or after `wait_s` when asked to wait. The lock is not a fence: a
+round whose lease lapsed (`lost`) still finishes, which is harmless for the same reason.
 """
 
 import asyncio
@@ -26,11 +34,18 @@ from cairn.base.errors import CairnError
 from cairn.meta.clustermap import AdminState
 from cairn.monitor.logs import log_event
 from cairn.node.chunk_messages import GcBegin, GcBeginReply, GcSweep, GcSweepReply
+from cairn.node.internal_lock import LockBusy, hold_exclusive
 from cairn.node.meta_client import MetaClient
 from cairn.wire import RpcPool
 
 log = logging.getLogger("cairn.gc")
 RPC_TIMEOUT_SECONDS = 60.0
+GC_LOCK = "cairn/gc"
+"""Held for a whole round (see the module docstring)."""
+
+
+class GcBusy(CairnError):
+    """Another GC round holds `GC_LOCK`."""
 
 
 @dataclass
@@ -43,13 +58,32 @@ class GcReport:
     deleted: int = 0
     deleted_bytes: int = 0
     dry_run: bool = False
+    lock_token: int = 0
+    """Fencing token of this round's hold on `GC_LOCK` (rounds are ordered by it)."""
     skipped: dict[str, str] = field(default_factory=dict)
     """Node name -> why it was not swept this round."""
 
 
 async def collect_garbage(
-    pool: RpcPool, meta: MetaClient, grace_seconds: float, *, dry_run: bool = False
+    pool: RpcPool,
+    meta: MetaClient,
+    grace_seconds: float,
+    *,
+    dry_run: bool = False,
+    wait_s: float = 0.0,
+    label: str = "gc",
 ) -> GcReport:
+    """One round under `GC_LOCK`; `GcBusy` if another round holds it for `wait_s`."""
+    try:
+        async with hold_exclusive(meta, GC_LOCK, label=label, wait_s=wait_s) as held:
+            report = await _round(pool, meta, grace_seconds, dry_run)
+            report.lock_token = held.token
+            return report
+    except LockBusy:
+        raise GcBusy(f"another GC round is running (it holds the lock {GC_LOCK!r})") from None
+
+
+async def _round(pool: RpcPool, meta: MetaClient, grace_seconds: float, dry_run: bool) -> GcReport:
     view = await meta.cluster_view("linearizable")
     nodes = {m.name: m.address for m in view.members if m.admin != AdminState.OUT}
     report = GcReport(dry_run=dry_run)

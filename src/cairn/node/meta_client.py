@@ -53,6 +53,7 @@ from cairn.meta.index import (
 )
 from cairn.meta.manifest import Manifest
 from cairn.meta.root import RootCommand, encode_root_command
+from cairn.node.internal_lock import LockBusy, hold_exclusive
 from cairn.node.meta_messages import (
     BucketGet,
     BucketListQuery,
@@ -240,7 +241,26 @@ class MetaClient:
     async def delete_bucket(self, name: str, owner: str, settle_seconds: float = 0.0) -> None:
         """The two-phase delete of `meta.buckets`: mark deleting (new writes are refused),
         wait `settle_seconds` for writes already past their bucket check, count objects in
-        every shard, then delete or cancel. Raises `BucketNotEmpty` (as RemoteError)."""
+        every shard, then delete or cancel. Raises `BucketNotEmpty` (as RemoteError).
+
+        Deletes of one bucket take turns under the lock `cairn/bucket/<name>`: without it a
+        second delete that fails (not empty, timeout) would `CancelDelete` the first one's
+        mark while the first is still counting, and a PUT let through then would land in a
+        bucket about to be deleted. The second waits (at most the time a delete takes) and
+        then finds the bucket gone (`NoSuchBucket`) or active again. PUTs need no lock: the
+        `deleting` state refuses them, and the settle wait covers those already past it."""
+        wait_s = settle_seconds + self.timeout
+        try:
+            async with hold_exclusive(
+                self, f"cairn/bucket/{name}", label=f"delete bucket {name}", wait_s=wait_s
+            ):
+                await self._delete_bucket(name, owner, settle_seconds)
+        except LockBusy:
+            raise RemoteError(
+                "ServiceUnavailable", f"another delete of bucket {name!r} is still running"
+            ) from None
+
+    async def _delete_bucket(self, name: str, owner: str, settle_seconds: float) -> None:
         await self.propose_root(BeginDelete(name, owner), Bucket)
         try:
             if settle_seconds > 0:
