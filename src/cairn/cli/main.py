@@ -14,6 +14,7 @@ from cairn.cli.server_cmd import server
 from cairn.cli.sim_cmd import sim
 from cairn.cli.status_cmd import ping, status
 from cairn.cli.up_cmd import up
+from cairn.cli.user_cmd import user
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +33,7 @@ cli.add_command(cert)
 cli.add_command(bench)
 cli.add_command(sim)
 cli.add_command(gc)
+cli.add_command(user)
 cli.add_command(lock)
 cli.add_command(locks)
 for _command in OBJECT_COMMANDS:

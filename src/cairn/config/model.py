@@ -95,6 +95,13 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     zone: str = ""
     rack: str = ""
     host: str = ""
+    # S3 (issue 7): bootstrap credentials the root leader installs as the `admin` user
+    # (`cairn up` passes the pair it writes to cluster.json). Both or neither.
+    admin_access_key: str = ""
+    admin_secret_key: str = ""
+    # Multipart uploads (issue 7): the shard leaders abort uploads older than this
+    # (their parts' chunks then go at the next GC round); 0: never.
+    multipart_expiry_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600.0
 
     def raft_members(self) -> dict[int, str]:
         """raft_peers parsed: node id -> RPC address."""
@@ -128,9 +135,11 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"raft_id {self.raft_id} is not among raft_peers")
         if self.suspect_after_s >= self.down_after_s:
             raise ValueError("suspect_after_s must be less than down_after_s")
+        if bool(self.admin_access_key) != bool(self.admin_secret_key):
+            raise ValueError("admin_access_key and admin_secret_key go together")
 
 
-SECRET_FIELDS = ("cluster_secret",)
+SECRET_FIELDS = ("cluster_secret", "admin_secret_key")
 
 
 def masked(config: CairnConfig) -> dict[str, object]:

@@ -21,6 +21,10 @@ STATUS_OF_CODE: dict[str, int] = {
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
     "NoSuchVersion": 404,
+    "NoSuchUpload": 404,  # multipart (issue 7)
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
+    "EntityTooSmall": 400,
     "BucketNotEmpty": 409,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,

@@ -227,9 +227,13 @@ class ObjectService:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         expected_size: int | None = None,
+        content_headers: dict[str, str] | None = None,
+        checksums: Callable[[], dict[str, str]] | None = None,
     ) -> PutOutcome:
         """Store an object (see `write_path`). `expected_size` (the Content-Length) is
-        checked against the body's real length before anything commits."""
+        checked against the body's real length before anything commits. `content_headers`
+        and `checksums` go into the manifest (`checksums` is called once the body ended:
+        the S3 front end verifies them as the body streams)."""
         level = level or self.default_level
         content_type = content_type or DEFAULT_CONTENT_TYPE
         metadata = metadata or {}
@@ -255,6 +259,8 @@ class ObjectService:
                 content_type,
                 metadata,
                 inline=head,
+                content_headers=content_headers or {},
+                checksums=checksums() if checksums else {},
             )
             stored: StoredBody | None = None
         else:
@@ -267,6 +273,8 @@ class ObjectService:
                 content_type,
                 metadata,
                 chunks=build_chunk_refs(stored.refs),
+                content_headers=content_headers or {},
+                checksums=checksums() if checksums else {},
             )
             await self._keep_chunks_alive(stored, started, level)
             bucket = await self._writable_bucket(bucket_name)  # a delete may have begun
@@ -314,6 +322,27 @@ class ObjectService:
                 f"the upload took {elapsed:.0f} s (GC grace {self.gc_grace_s:.0f} s) and "
                 f"{missing} of its chunks are gone; upload again",
             )
+
+    # -- multipart parts (issue 7, `gateway.s3.multipart`) --------------------------------
+    async def store_part(
+        self,
+        bucket_name: str,
+        body: BodyPieces,
+        *,
+        level: Level | None = None,
+        expected_size: int | None = None,
+    ) -> StoredBody:
+        """Chunk, deduplicate and replicate a body *without* committing a manifest: a
+        multipart part. Always chunks, never inline, so parts concatenate into an object.
+        The size is checked against `expected_size` and a slow upload's chunks are
+        touched again, as in `put`; the caller commits the part's chunk list."""
+        level = level or self.default_level
+        started = self._clock.monotonic()
+        bucket = await self._writable_bucket(bucket_name)
+        stored = await self._store_chunks(bucket, b"", body, level)
+        _check_size(stored.size, expected_size)
+        await self._keep_chunks_alive(stored, started, level)
+        return stored
 
     # -- GET / HEAD ------------------------------------------------------------------------
     async def head(

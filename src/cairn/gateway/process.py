@@ -11,7 +11,12 @@ adds nothing that lives on disk:
 - the native RPC handlers, registered on the node's `Router` *before* the node's RPC server
   starts (the router builds its decoder lazily, so registering earlier is all it needs);
 - an aiohttp application on `s3_listen` with the native HTTP API mounted under
-  `/_cairn/v1` (the S3 API joins the same application in issue 7).
+  `/_cairn/v1` and the S3 API (`gateway.s3`) on every other path; S3 users and keys are
+  looked up in the root group through a `UserClient`.
+
+`serve` also hands the node's root duties the bootstrap admin credentials of the config
+(`admin_access_key`/`admin_secret_key`, which `cairn up` sets), so whichever voter leads
+the root group installs them as the `admin` S3 user.
 
 Start order: node first (RPC, Raft, view), then the gateway's HTTP port, so a client that
 can connect finds a node behind it. Stop order is the reverse: stop accepting HTTP, let
@@ -31,10 +36,15 @@ from cairn.gateway.lock_http import FencedMeta, mount_locks
 from cairn.gateway.native_http import mount
 from cairn.gateway.native_rpc import NativeRpc
 from cairn.gateway.objects import ObjectService
+from cairn.gateway.s3 import S3App
+from cairn.gateway.s3.multipart import register_multipart
 from cairn.meta.buckets import StoragePolicy
 from cairn.monitor.logs import bind_node, configure_logging, log_event
 from cairn.node import NodeServer
 from cairn.node.chunk_client import ReplicatedChunks
+from cairn.node.root_duties import AdminCredentials
+from cairn.node.upload_client import UploadClient
+from cairn.node.user_client import UserClient
 from cairn.runtime.event_loop import run
 
 log = logging.getLogger("cairn.gateway")
@@ -71,6 +81,10 @@ class Gateway:
         self.app = web.Application()
         mount_locks(self.app, node.meta, native_token(config.cluster_secret))  # issue 8
         mount(self.app, self.service, native_token(config.cluster_secret))
+        self.users = UserClient(node.meta, config.cluster_secret)
+        self.s3 = S3App(self.service, self.users, config.cluster_secret)
+        register_multipart(self.s3, UploadClient(node.meta))  # issue 7: multipart upload
+        self.s3.mount(self.app)
         self._runner: web.AppRunner | None = None
         self.port = 0
         node.admin.checks["gateway"] = self._health
@@ -97,12 +111,17 @@ class Gateway:
                 await self.chunks.drain()
         except TimeoutError:
             log_event(log, "gateway.drain_timeout", logging.WARNING, running=self.chunks.background)
+        self.s3.close()
         self.service.close()
 
 
 async def serve(config: CairnConfig) -> None:
     """Run the node (and the gateway, if this node has the role) until SIGTERM/SIGINT."""
     node = NodeServer(config)
+    if node.root_duties is not None and config.admin_access_key:
+        node.root_duties.admin_credentials = AdminCredentials(
+            config.admin_access_key, config.admin_secret_key, config.cluster_secret
+        )
     gateway = Gateway(node) if "gateway" in config.roles and config.raft_peers else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

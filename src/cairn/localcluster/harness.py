@@ -8,8 +8,9 @@ durability tests need.
 Readiness has two steps, each polled with a deadline. A node is *healthy* when its
 `/health` answers 200. With `raft=True` every initial node is a voter of the metadata
 groups, and the cluster is *ready* (`wait_ready`) only when the root group has a leader,
-every node has joined the cluster map and the shard directory is bootstrapped: before
-that, a client's first bucket or object call would fail. Nodes added later (`add_node`)
+every node has joined the cluster map, the shard directory is bootstrapped and the S3
+credentials of cluster.json are installed: before that, a client's first bucket or
+object call would fail. Nodes added later (`add_node`)
 are storage members of the map, not voters.
 
 `cluster.json` (`describe`) is what a client needs: the cluster secret, each node's
@@ -42,6 +43,7 @@ from cairn.config.model import DEV_SECRET
 from cairn.localcluster.children import spawn
 from cairn.localcluster.netns import NetnsLab
 from cairn.node.meta_client import MetaClient
+from cairn.node.user_client import UserClient
 from cairn.wire import RpcPool, derive_auth_key
 
 __all__ = [
@@ -295,6 +297,11 @@ class LocalCluster:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
         env["CAIRN_CLUSTER_SECRET"] = self.secret
+        # The S3 credentials of cluster.json: the root leader installs them as the admin
+        # user (environment, not argv, so `ps` does not show the secret).
+        access_key, secret_key = load_credentials(self.base_dir)
+        env["CAIRN_ADMIN_ACCESS_KEY"] = access_key
+        env["CAIRN_ADMIN_SECRET_KEY"] = secret_key
         return env
 
     def start_node(self, node_id: str) -> None:
@@ -397,7 +404,7 @@ class LocalCluster:
                         if m.name in names and m.address == self.nodes[m.name].rpc_address
                     }
                     missing = sorted(set(names) - set(joined))
-                    if not missing and directory.shards:
+                    if not missing and directory.shards and await self._admin_installed(meta):
                         for name in names:
                             self.nodes[name].member_id = joined[name]
                         return
@@ -405,6 +412,8 @@ class LocalCluster:
                         f"nodes to join the cluster map: {missing}"
                         if missing
                         else "the shard directory to be bootstrapped"
+                        if not directory.shards
+                        else "the admin S3 credentials to be installed"
                     )
                 if time.monotonic() > deadline:
                     raise ClusterError(
@@ -413,6 +422,16 @@ class LocalCluster:
                 await asyncio.sleep(POLL_SECONDS)  # poll a condition with a deadline
         finally:
             await pool.close()
+
+    async def _admin_installed(self, meta: MetaClient) -> bool:
+        """Whether the root group holds the S3 access key of cluster.json (the root
+        leader installs it, see `node.root_duties`)."""
+        access_key, _ = load_credentials(self.base_dir)
+        try:
+            await UserClient(meta, self.secret).lookup(access_key)
+        except CairnError:  # not installed yet (InvalidAccessKeyId), or no leader yet
+            return False
+        return True
 
     def _check_running(self, node_ids: list[str]) -> None:
         for node_id in node_ids:

@@ -37,6 +37,12 @@ are kept up to date on every change; a bucket is empty for deletion when its ver
 is 0 in every shard. `live_chunk_ids` gives every chunk referenced by any version, the mark
 phase of garbage collection. After the directory splits this shard, `split_snapshot`
 seeds the new group with the upper half and `ShrinkRange` drops it here.
+
+Multipart uploads in progress are state of the keys they will become, so they live here
+too, routed and range-checked like objects; `meta.uploads` holds their rules and the
+shard delegates to it. Completing an upload commits the object version and drops the
+upload in one command. The chunks of their parts count as live for GC, and they travel
+with the key range in snapshots and splits.
 """
 
 from __future__ import annotations
@@ -59,6 +65,22 @@ from cairn.meta.machine import (
     VersionedCodec,
 )
 from cairn.meta.manifest import Manifest, validate
+from cairn.meta.uploads import (
+    AbortResult,
+    AbortUpload,
+    CompletedEntry,
+    CompleteResult,
+    CreateUpload,
+    CreateUploadResult,
+    PartsPage,
+    PutPart,
+    PutPartResult,
+    UploadCommand,
+    UploadEntry,
+    UploadInfo,
+    UploadsPage,
+    UploadTable,
+)
 
 OBJECT_KEY_BYTES_MAX = 1024
 LIST_KEYS_MAX = 1000
@@ -171,7 +193,7 @@ class ShrinkRange(msgspec.Struct, tag="shrink", frozen=True):
     end: bytes
 
 
-IndexCommand = PutObject | DeleteObject | ShrinkRange
+IndexCommand = PutObject | DeleteObject | ShrinkRange | UploadCommand
 
 
 class PutResult(msgspec.Struct, frozen=True):
@@ -201,6 +223,9 @@ class _SnapshotV1(msgspec.Struct, frozen=True):
     start: bytes
     end: bytes | None
     keys: list[_KeyEntry]
+    uploads: list[UploadEntry] = []
+    """Multipart uploads in progress (absent in snapshots from before issue 7)."""
+    completed_uploads: list[CompletedEntry] = []
 
 
 _commands: VersionedCodec[IndexCommand] = VersionedCodec(IndexCommand, COMMAND_FORMAT_V1)
@@ -274,6 +299,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         self._versions: dict[bytes, list[ObjectVersion]] = {}
         self._live: list[bytes] = []  # sorted encoded keys whose newest version is an object
         self._counts: dict[str, _Counts] = {}
+        self.uploads = UploadTable()
 
     # Queries ------------------------------------------------------------------------------
 
@@ -318,6 +344,50 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             for version in versions:
                 if version.manifest is not None:
                     yield from version.manifest.chunk_ids()
+        yield from self.uploads.chunk_ids()  # parts of uploads in progress
+
+    def upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        """An upload in progress (`NoSuchUpload` if there is none of that id for the key)."""
+        return self.uploads.info(self._key(bucket, key), upload_id)
+
+    def list_parts(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number_marker: int = 0,
+        max_parts: int = 1000,
+    ) -> PartsPage:
+        return self.uploads.list_parts(
+            self._key(bucket, key), upload_id, part_number_marker, max_parts
+        )
+
+    def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """One page of ListMultipartUploads over this shard."""
+        validate_bucket_name(bucket)
+        for what, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("key-marker", key_marker),
+        ):
+            if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
+                raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+        return self.uploads.list_uploads(
+            bucket.encode() + b"\x00",
+            prefix,
+            delimiter,
+            key_marker,
+            upload_id_marker,
+            max_uploads,
+        )
 
     def list_objects(
         self,
@@ -381,16 +451,39 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         if not (self.owns(at) and at > self.start):
             raise KeyOutOfRange(f"split point {at!r} is not inside this shard")
         keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items()) if k >= at]
-        return _snapshots.encode(_SnapshotV1(0, new_shard_id, at, self.end, keys))
+        uploads = self.uploads.entries(at)
+        return _snapshots.encode(_SnapshotV1(0, new_shard_id, at, self.end, keys, uploads))
 
     # Commands -----------------------------------------------------------------------------
 
-    def execute(self, command: IndexCommand) -> PutResult | DeleteResult | ShrinkResult:
+    def execute(self, command: IndexCommand) -> object:
         if isinstance(command, PutObject):
             return self._put(command)
         if isinstance(command, DeleteObject):
             return self._delete(command)
-        return self._shrink(command)
+        if isinstance(command, ShrinkRange):
+            return self._shrink(command)
+        return self._upload_command(command)
+
+    def _upload_command(
+        self, command: UploadCommand
+    ) -> CreateUploadResult | PutPartResult | CompleteResult | AbortResult:
+        encoded = self._key(command.bucket, command.key)
+        if isinstance(command, CreateUpload):
+            info = self.uploads.create(encoded, command, self._fresh_id())
+            return CreateUploadResult(info.upload_id)
+        if isinstance(command, PutPart):
+            return self.uploads.put_part(encoded, command)
+        if isinstance(command, AbortUpload):
+            return self.uploads.abort(encoded, command)
+        done = self.uploads.remembered(encoded, command.upload_id)
+        if done is not None:
+            return done  # a retried Complete
+        manifest = self.uploads.manifest_for(encoded, command)
+        put = self._put(PutObject(command.bucket, command.key, manifest, command.versioning))
+        result = CompleteResult(put.version_id, manifest.etag, manifest.size)
+        self.uploads.completed(encoded, command.upload_id, result)
+        return result
 
     def _key(self, bucket: str, key: str) -> bytes:
         encoded = encode_key(bucket, key)
@@ -451,6 +544,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             bucket = encoded[: encoded.index(b"\x00")].decode()
             self._replace(bucket, encoded, [])
         self.end = command.end
+        self.uploads.drop_from(command.end)
         return ShrinkResult(len(dropped))
 
     def _replace(self, bucket: str, encoded: bytes, new: list[ObjectVersion]) -> None:
@@ -477,7 +571,15 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
 
     def snapshot(self) -> bytes:
         keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items())]
-        snap = _SnapshotV1(self.applied_index, self.shard_id, self.start, self.end, keys)
+        snap = _SnapshotV1(
+            self.applied_index,
+            self.shard_id,
+            self.start,
+            self.end,
+            keys,
+            self.uploads.entries(),
+            self.uploads.completed_entries(),
+        )
         return _snapshots.encode(snap)
 
     def restore(self, data: bytes) -> None:
@@ -486,4 +588,5 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         for entry in snap.keys:
             bucket = entry.encoded_key[: entry.encoded_key.index(b"\x00")].decode()
             self._replace(bucket, entry.encoded_key, entry.versions)
+        self.uploads.restore(snap.uploads, snap.completed_uploads)
         self.applied_index = snap.applied_index

@@ -48,6 +48,9 @@ CHUNK_REFS_MAX = 1 << 20
 Larger objects would need indirect manifests (a manifest of manifests), not built yet."""
 MULTIPART_PARTS_MAX = 10_000
 USER_METADATA_BYTES_MAX = 2 * 1024
+CONTENT_HEADERS_BYTES_MAX = 8 * 1024
+"""Sum of the UTF-8 lengths of the stored content header names and values."""
+CHECKSUMS_MAX = 4
 """Sum of the UTF-8 lengths of user metadata names and values (the S3 limit)."""
 CONTENT_TYPE_BYTES_MAX = 256
 
@@ -86,6 +89,11 @@ class Manifest(msgspec.Struct, frozen=True):
     user_metadata: dict[str, str] = {}
     inline: bytes | None = None
     chunks: tuple[ChunkRef, ...] = ()
+    content_headers: dict[str, str] = {}
+    """Standard HTTP content headers stored with the object (lower-case names: cache-control,
+    content-disposition, content-encoding, content-language, expires), as S3 keeps them."""
+    checksums: dict[str, str] = {}
+    """Verified x-amz-checksum values of the whole body (algorithm -> base64), if one was sent."""
 
     @property
     def part_count(self) -> int:
@@ -166,6 +174,17 @@ def validate(manifest: Manifest) -> None:
     meta_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in manifest.user_metadata.items())
     if meta_bytes > USER_METADATA_BYTES_MAX:
         raise ManifestError(f"user metadata is {meta_bytes} bytes, over {USER_METADATA_BYTES_MAX}")
+    header_bytes = sum(
+        len(k.encode()) + len(v.encode()) for k, v in manifest.content_headers.items()
+    )
+    if header_bytes > CONTENT_HEADERS_BYTES_MAX:
+        raise ManifestError(
+            f"content headers are {header_bytes} bytes, over {CONTENT_HEADERS_BYTES_MAX}"
+        )
+    if len(manifest.checksums) > CHECKSUMS_MAX or any(
+        len(k) > 16 or len(v) > 128 for k, v in manifest.checksums.items()
+    ):
+        raise ManifestError("malformed checksums")
     if manifest.inline is not None:
         _validate_inline(manifest)
     else:

@@ -1,14 +1,15 @@
-"""The root group's state machine: the cluster map, the buckets, the shard directory and
-the locks in one Raft log.
+"""The root group's state machine: the cluster map, the buckets, the shard directory, the
+locks and the S3 users in one Raft log.
 
-Theory of operation. The three machines stay separate classes (each tested alone); the
+Theory of operation. The machines stay separate classes (each tested alone); the
 root machine multiplexes them. A root command is one byte naming the machine followed by
 that machine's own framed command (`Part.CLUSTER + clustermap.encode_command(...)`).
 `apply` hands the entry to the named machine and marks the index applied on the others,
-so every machine's `applied_index` equals the log's. The snapshot is the three machines'
-snapshots side by side behind the usual format-version byte. Keeping one log for all
-three is what makes a bucket's existence, the node list and the directory one consistent
-view: a reader at some index sees all three as of that index.
+so every machine's `applied_index` equals the log's. The snapshot is the machines'
+snapshots side by side behind the usual format-version byte; a part added later (locks,
+users) has a default, so an older snapshot still decodes. Keeping one log for all of them
+is what makes a bucket's existence, its owner's keys, the node list and the directory one
+consistent view: a reader at some index sees all of them as of that index.
 
 An entry with an unknown part byte is applied as a malformed command (the index advances
 on every machine and the result is the error), like a malformed command of one machine.
@@ -33,6 +34,8 @@ from cairn.meta.machine import (
     SnapshotFormatError,
     VersionedCodec,
 )
+from cairn.meta.users import UserCommand, UserTable
+from cairn.meta.users import encode_command as encode_users_command
 from cairn.raft.statemachine import StateMachine
 
 
@@ -41,6 +44,7 @@ class Part(IntEnum):
     BUCKETS = 2
     DIRECTORY = 3
     LOCKS = 4
+    USERS = 5
 
 
 class _SnapshotV1(msgspec.Struct, frozen=True):
@@ -49,6 +53,7 @@ class _SnapshotV1(msgspec.Struct, frozen=True):
     buckets: bytes
     directory: bytes
     locks: bytes = b""
+    users: bytes = b""
 
 
 _snapshots: VersionedCodec[_SnapshotV1] = VersionedCodec(
@@ -61,6 +66,11 @@ RootCommand = ClusterCommand | BucketCommand | DirectoryCommand
 def encode_lock_request(request: LockRequest) -> bytes:
     """The entry to propose to the root group for a lock request (`meta.locks`)."""
     return bytes([Part.LOCKS]) + encode_locks_request(request)
+
+
+def encode_user_command(command: UserCommand) -> bytes:
+    """The entry to propose to the root group for a users/keys command (`meta.users`)."""
+    return bytes([Part.USERS]) + encode_users_command(command)
 
 
 def encode_root_command(command: RootCommand) -> bytes:
@@ -82,6 +92,7 @@ class RootMachine:
         self.buckets = BucketTable()
         self.directory = ShardDirectory()
         self.locks = LockStateMachine()
+        self.users = UserTable()
         self.applied_index = 0
 
     def _parts(self) -> dict[int, StateMachine]:
@@ -90,6 +101,7 @@ class RootMachine:
             Part.BUCKETS: self.buckets,
             Part.DIRECTORY: self.directory,
             Part.LOCKS: self.locks,
+            Part.USERS: self.users,
         }
 
     def apply(self, index: int, data: bytes) -> object:
@@ -118,6 +130,7 @@ class RootMachine:
                 self.buckets.snapshot(),
                 self.directory.snapshot(),
                 self.locks.snapshot(),
+                self.users.snapshot(),
             )
         )
 
@@ -131,4 +144,9 @@ class RootMachine:
             self.locks.restore(snap.locks)
         else:  # a snapshot from before the locks joined the root group
             self.locks.applied_index = snap.applied_index
+        self.users = UserTable()
+        if snap.users:
+            self.users.restore(snap.users)
+        else:  # a snapshot from before the users joined the root group
+            self.users.applied_index = snap.applied_index
         self.applied_index = snap.applied_index

@@ -15,6 +15,7 @@ from cairn.meta.buckets import Bucket
 from cairn.meta.clustermap import ClusterConfig, Member
 from cairn.meta.directory import ShardInfo
 from cairn.meta.index import BucketStats, ListPage, ObjectVersion
+from cairn.meta.users import AccessKey, User
 
 Consistency = Literal["linearizable", "lease", "stale"]
 
@@ -138,3 +139,28 @@ class ShardLiveChunks(msgspec.Struct, frozen=True, tag=True):
 class ShardLiveChunksReply(msgspec.Struct, frozen=True, tag=True):
     count: int
     applied_index: int
+
+
+# -- users and access keys (issue 7; the root group's `meta.users` part) -------------------
+
+
+class UserKeyGet(msgspec.Struct, frozen=True, tag=True):
+    """An access key and its user (the S3 gateway's authentication lookup)."""
+
+    access_key: str
+    consistency: Consistency = "lease"
+
+
+class UserKeyReply(msgspec.Struct, frozen=True, tag=True):
+    key: AccessKey
+    user: User
+
+
+class UserListQuery(msgspec.Struct, frozen=True, tag=True):
+    consistency: Consistency = "lease"
+
+
+class UserListReply(msgspec.Struct, frozen=True, tag=True):
+    users: list[User]
+    keys: list[AccessKey]
+    """Every key, sealed secrets included (only holders of the cluster secret can ask)."""

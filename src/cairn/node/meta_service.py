@@ -45,6 +45,10 @@ from cairn.node.meta_messages import (
     ShardLiveChunksReply,
     ShardStatsQuery,
     ShardStatsReply,
+    UserKeyGet,
+    UserKeyReply,
+    UserListQuery,
+    UserListReply,
 )
 from cairn.raft.driver import RaftGroup
 from cairn.raft.host import RaftHost
@@ -72,6 +76,8 @@ class MetaService:
         router.register(ObjectList, self._list)
         router.register(ShardStatsQuery, self._stats)
         router.register(ShardLiveChunks, self._live_chunks)
+        router.register(UserKeyGet, self._user_key)
+        router.register(UserListQuery, self._users)
 
     # -- plumbing ----------------------------------------------------------------------
     def _group(self, group_id: int) -> RaftGroup:
@@ -235,3 +241,19 @@ class MetaService:
         await self._barrier(request.group, "linearizable")
         ids = shard.live_chunk_ids()
         return ShardLiveChunksReply(len(ids), shard.applied_index), b"".join(sorted(ids))
+
+    # -- users and access keys (meta.users) ---------------------------------------------
+    async def _user_key(self, request: UserKeyGet, _p: memoryview, _c: CallContext) -> Reply:
+        def read() -> UserKeyReply:
+            users = self._root().users
+            key = users.key(request.access_key)
+            return UserKeyReply(key, users.user(key.user))
+
+        return await self._read(ROOT_GROUP_ID, request.consistency, read)
+
+    async def _users(self, request: UserListQuery, _p: memoryview, _c: CallContext) -> Reply:
+        def read() -> UserListReply:
+            users = self._root().users
+            return UserListReply(users.users(), users.keys())
+
+        return await self._read(ROOT_GROUP_ID, request.consistency, read)

@@ -10,6 +10,10 @@ with the member ids of the nodes that host the metadata groups, once all of them
 
 GC: one mark-and-sweep round every `gc_interval_s` (`gc_coordinator`).
 
+Admin credentials: when the node was given `admin_access_key`/`admin_secret_key` (what
+`cairn up` writes to cluster.json), the leader makes sure the root group holds an admin
+user with that key (`meta.users`), sealed under the cluster secret; once per leadership.
+
 Moves: after a table change the previous table stays in the map (readers fall back to
 it, owners that left keep their copies) until every live owner of the new table has
 reported, in its heartbeat, that it holds all the data of its partitions at the new
@@ -18,18 +22,41 @@ epoch. Then the leader proposes `MovesDone`, and former owners may clean up.
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from cairn.base.errors import CairnError
 from cairn.meta.clustermap import MovesDone
 from cairn.meta.directory import ROOT_GROUP_ID, Bootstrap
-from cairn.meta.root import RootMachine, encode_root_command
+from cairn.meta.machine import MetaError
+from cairn.meta.root import RootMachine, encode_root_command, encode_user_command
+from cairn.meta.users import (
+    ADMIN_USER,
+    SEAL_NONCE_BYTES,
+    CreateKey,
+    CreateUser,
+    DeleteKey,
+    SealedSecretError,
+    open_secret,
+    seal_secret,
+)
 from cairn.monitor.logs import log_event
+from cairn.raft.driver import RaftGroup
 from cairn.raft.host import RaftHost
 from cairn.raft.types import Role
 
 log = logging.getLogger("cairn.node")
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    """The bootstrap S3 credentials the leader installs as the admin user."""
+
+    access_key: str
+    secret_key: str
+    cluster_secret: str
 
 
 class RootDuties:
@@ -51,6 +78,9 @@ class RootDuties:
         self.down_after_s = down_after_s
         self._leading_since: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self.admin_credentials: AdminCredentials | None = None
+        """Set before `start` to have the leader install them (see the module doc)."""
+        self._admin_installed = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -69,12 +99,14 @@ class RootDuties:
             await asyncio.sleep(self.interval_s)  # the tick period
             if not self.is_leader():
                 self._leading_since = None
+                self._admin_installed = False
                 continue
             now = time.monotonic()
             if self._leading_since is None:
                 self._leading_since = now
             try:
                 await self._bootstrap_directory()
+                await self._install_admin()
                 await self._settle_moves()
                 if now - self._leading_since >= self.down_after_s:
                     await self._tick()
@@ -120,3 +152,45 @@ class RootDuties:
             replicas.append(member.id)
         await group.propose_command(encode_root_command(Bootstrap(tuple(replicas))))
         log_event(log, "root.directory_bootstrapped", replicas=",".join(replicas))
+
+    async def _install_admin(self) -> None:
+        """Make the admin user and its key exist as configured (idempotent)."""
+        creds = self.admin_credentials
+        if creds is None or self._admin_installed:
+            return
+        group = self.host.groups[ROOT_GROUP_ID]
+        machine = group.machine
+        assert isinstance(machine, RootMachine)
+        users = machine.users
+        try:
+            key = users.key(creds.access_key)
+        except MetaError:
+            key = None
+        if key is not None:
+            try:
+                same = open_secret(creds.cluster_secret, key.access_key, key.sealed_secret)
+            except SealedSecretError:
+                same = None
+            if same == creds.secret_key and key.user == ADMIN_USER:
+                self._admin_installed = True
+                return
+            await self._propose_users(group, encode_user_command(DeleteKey(creds.access_key)))
+        now = time.time()
+        if ADMIN_USER not in {u.name for u in users.users()}:
+            await self._propose_users(group, encode_user_command(CreateUser(ADMIN_USER, now, True)))
+        sealed = seal_secret(
+            creds.cluster_secret,
+            creds.access_key,
+            creds.secret_key,
+            secrets.token_bytes(SEAL_NONCE_BYTES),
+        )
+        command = CreateKey(creds.access_key, ADMIN_USER, now, sealed)
+        await self._propose_users(group, encode_user_command(command))
+        self._admin_installed = True
+        log_event(log, "root.admin_installed", access_key=creds.access_key)
+
+    @staticmethod
+    async def _propose_users(group: RaftGroup, data: bytes) -> None:
+        result = await group.propose_command(data)
+        if isinstance(result, MetaError):
+            raise result

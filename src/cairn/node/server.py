@@ -41,6 +41,7 @@ from cairn.node.meta_service import MetaService
 from cairn.node.placement_view import PlacementView
 from cairn.node.repair import RepairWorker
 from cairn.node.root_duties import RootDuties
+from cairn.node.upload_service import UploadService
 from cairn.node.view_cache import ViewCache
 from cairn.raft.driver import GroupSettings
 from cairn.raft.host import RaftHost
@@ -81,6 +82,7 @@ class NodeServer:
         self.pool.serve_locally(config.rpc_listen, self.router)
         self.raft: RaftHost | None = None
         self.lock_service: LockService | None = None  # issue 8: locks on the root group
+        self.uploads: UploadService | None = None  # issue 7: multipart reads and expiry
         if config.raft_id:
             self.raft = RaftHost(
                 config.raft_id,
@@ -98,6 +100,8 @@ class NodeServer:
             KvService(self.raft).register(self.router)
             self.meta_service = MetaService(self.raft)
             self.meta_service.register(self.router)
+            self.uploads = UploadService(self.raft, config.multipart_expiry_s)
+            self.uploads.register(self.router)
             election_timeout_ms = config.raft_tick_ms * config.raft_election_ticks
             self.lock_service = LockService(self.raft, election_timeout_ms)
             self.lock_service.register(self.router)
@@ -137,7 +141,13 @@ class NodeServer:
 
     async def collect_garbage(self, dry_run: bool = False) -> GcReport:
         assert self.meta is not None
-        return await collect_garbage(self.pool, self.meta, self.config.gc_grace_s, dry_run=dry_run)
+        return await collect_garbage(
+            self.pool,
+            self.meta,
+            self.config.gc_grace_s,
+            dry_run=dry_run,
+            label=f"gc on {self.config.node_id}",
+        )
 
     async def _used_bytes(self) -> int:
         if self.store is None:
@@ -212,6 +222,8 @@ class NodeServer:
             self.root_duties.start()
         if self.lock_service is not None:
             self.lock_service.start()
+        if self.uploads is not None:
+            self.uploads.start()
         for worker in (self.handoff, self.repair):
             if worker is not None:
                 worker.start()
@@ -243,6 +255,8 @@ class NodeServer:
                 await worker.stop()
         if self.lock_service is not None:
             await self.lock_service.stop()
+        if self.uploads is not None:
+            await self.uploads.stop()
         await self.admin.stop()
         await self.rpc.stop()
         if self.raft is not None:
