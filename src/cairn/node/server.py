@@ -25,8 +25,7 @@ from cairn import __version__
 from cairn.chunkstore import AsyncChunkStore, StoreOptions
 from cairn.config import CairnConfig, parse_hostport
 from cairn.meta.clustermap import ClusterConfig
-from cairn.meta.directory import FIRST_SHARD_GROUP_ID, ROOT_GROUP_ID
-from cairn.meta.index import IndexShard
+from cairn.meta.directory import ROOT_GROUP_ID
 from cairn.meta.root import RootMachine
 from cairn.monitor.admin_http import AdminServer
 from cairn.monitor.logs import bind_node, configure_logging, log_event
@@ -41,6 +40,7 @@ from cairn.node.meta_service import MetaService
 from cairn.node.placement_view import PlacementView
 from cairn.node.repair import RepairWorker
 from cairn.node.root_duties import RootDuties
+from cairn.node.shard_hosting import ShardHosting
 from cairn.node.upload_service import UploadService
 from cairn.node.view_cache import ViewCache
 from cairn.raft.driver import GroupSettings
@@ -134,6 +134,10 @@ class NodeServer:
                 self.collect_garbage if self.meta is not None else None,
                 config.gc_interval_s,
             )
+        self.shard_hosting: ShardHosting | None = None
+        if self.raft is not None and self.membership is not None:
+            membership = self.membership
+            self.shard_hosting = ShardHosting(self.raft, lambda: membership.member_id)
         self.store: AsyncChunkStore | None = None
         self.chunk_service: ChunkService | None = None
         self.handoff: HandoffLoop | None = None
@@ -205,9 +209,10 @@ class NodeServer:
             for group_id in range(KV_GROUP_FIRST, KV_GROUP_FIRST + self.config.raft_kv_groups):
                 self.raft.add_group(group_id, voters)
             self.raft.add_group(ROOT_GROUP_ID, voters, RootMachine(self._cluster_config()))
-            # One index shard covering every key to start with; the directory records it
-            # and routes by it, and later shards are hosted where the directory says.
-            self.raft.add_group(FIRST_SHARD_GROUP_ID, voters, IndexShard(FIRST_SHARD_GROUP_ID))
+            # Index shards are hosted where the directory says (the first one once the
+            # root leader bootstraps the directory); those on disk are reopened now.
+            if self.shard_hosting is not None:
+                self.shard_hosting.reopen(self.raft.directory)
         if "storage" in self.config.roles:
             await self._open_storage()
         rpc_host, rpc_port = parse_hostport(self.config.rpc_listen)
@@ -220,6 +225,8 @@ class NodeServer:
             self.membership.start()
         if self.root_duties is not None:
             self.root_duties.start()
+        if self.shard_hosting is not None:
+            self.shard_hosting.start()
         if self.lock_service is not None:
             self.lock_service.start()
         if self.uploads is not None:
@@ -250,7 +257,15 @@ class NodeServer:
         )
 
     async def stop(self) -> None:
-        for worker in (self.repair, self.handoff, self.root_duties, self.membership, self.view):
+        workers = (
+            self.repair,
+            self.handoff,
+            self.shard_hosting,
+            self.root_duties,
+            self.membership,
+            self.view,
+        )
+        for worker in workers:
             if worker is not None:
                 await worker.stop()
         if self.lock_service is not None:

@@ -44,6 +44,7 @@ from cairn.raft.types import (
     MessageType,
     NotLeader,
     ProposalDropped,
+    RaftError,
     Ready,
     Role,
 )
@@ -52,6 +53,12 @@ from cairn.runtime.rng import SystemRng
 log = logging.getLogger("cairn.raft")
 
 ReadConsistency = Literal["linearizable", "lease", "stale"]
+
+
+class NoGroupState(RaftError):
+    """Asked to reopen a group (no voters given) that has nothing on disk."""
+
+
 _LEADER_MESSAGES = frozenset(
     {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
 )
@@ -97,6 +104,9 @@ class RaftGroup:
         if snapshot is None and recovered.hard_state is None and not recovered.entries:
             # A new group: every initial member starts from the same bootstrap snapshot,
             # saved before anything else so that a restart finds it.
+            if not voters:
+                self.storage.close()
+                raise NoGroupState(f"group {group_id} has no state on disk and no voters")
             snapshot = bootstrap_snapshot(voters, self.machine.snapshot())
             self.storage.save_snapshot(snapshot)
             self.storage.wal.sync()

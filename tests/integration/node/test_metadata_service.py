@@ -11,8 +11,10 @@ import pytest
 from cairn.base.errors import RemoteError
 from cairn.localcluster import LocalCluster
 from cairn.meta.buckets import VersioningState
+from cairn.meta.directory import FIRST_SHARD_GROUP_ID
 from cairn.meta.manifest import Manifest, etag_of_bytes
 from cairn.node.meta_client import MetaClient
+from cairn.raft.kv_service import RaftStatus, RaftStatusReply
 from cairn.wire import RpcPool, derive_auth_key
 
 pytestmark = pytest.mark.xdist_group("processes")
@@ -80,6 +82,44 @@ async def scenario(cluster: LocalCluster) -> None:
         await pool.close()
 
 
+async def read_back_after_restart(cluster: LocalCluster) -> None:
+    """The index shard, hosted because the directory named this node, is reopened from
+    disk on restart and still holds what was committed."""
+    pool = RpcPool("test", derive_auth_key(SECRET))
+    meta = MetaClient(pool, [n.rpc_address for n in cluster.nodes.values()])
+    try:
+        await wait_for_directory(meta)
+        version = await meta.head_object("kept", "k", consistency="linearizable")
+        assert version.manifest is not None and version.manifest.inline == b"survives"
+        for node in cluster.nodes.values():
+            status, _ = await pool.call(
+                node.rpc_address, RaftStatus(FIRST_SHARD_GROUP_ID), RaftStatusReply
+            )
+            assert status.applied_index > 0
+    finally:
+        await pool.close()
+
+
+async def write_one(cluster: LocalCluster) -> None:
+    pool = RpcPool("test", derive_auth_key(SECRET))
+    meta = MetaClient(pool, [n.rpc_address for n in cluster.nodes.values()])
+    try:
+        await wait_for_directory(meta)
+        await meta.create_bucket("kept", "alice")
+        body = b"survives"
+        manifest = Manifest(len(body), etag_of_bytes(body), time.time(), inline=body)
+        await meta.put_object("kept", "k", manifest, VersioningState.UNVERSIONED)
+    finally:
+        await pool.close()
+
+
 def test_metadata_on_raft(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, 3, secret=SECRET, raft=True) as cluster:
         asyncio.run(scenario(cluster))
+        asyncio.run(write_one(cluster))
+        for node_id in cluster.nodes:
+            cluster.kill(node_id)
+        for node_id in cluster.nodes:
+            cluster.start_node(node_id)
+        cluster.wait_healthy()
+        asyncio.run(read_back_after_restart(cluster))

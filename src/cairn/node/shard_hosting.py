@@ -1,0 +1,119 @@
+"""Which index shard groups this node hosts: the ones the shard directory gives it.
+
+Theory of operation. The root group's directory maps key ranges to shard groups and names
+each group's replicas (member ids). Every metadata voter runs this reconciler: it reads
+its own replica of the directory (a stale read is enough: hosting a new group a moment
+late only delays that group's first election) and starts a Raft replica of every group
+that names this node and is not hosted yet, with the group's replicas as voters and an
+`IndexShard` for the group's range. A new cluster gets its first shard this way, from
+the directory's `Bootstrap`, like any later one.
+
+On restart, the groups already on disk are reopened before anything else (`reopen`), so
+a node serves its shards without waiting for the root group to replay its log.
+
+Replicas are metadata voters: a member id maps to a Raft id through its address in
+`raft_peers`. A shard naming a member that is not a voter is logged and left alone.
+"""
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from cairn.meta.directory import FIRST_SHARD_GROUP_ID, ROOT_GROUP_ID, ShardInfo
+from cairn.meta.index import IndexShard
+from cairn.meta.root import RootMachine
+from cairn.monitor.logs import log_event
+from cairn.raft.driver import NoGroupState
+from cairn.raft.host import RaftHost
+from cairn.raft.kv_service import KV_GROUP_FIRST
+
+log = logging.getLogger("cairn.node")
+RECONCILE_SECONDS = 0.2
+_GROUP_DIR = re.compile(r"group-(\d+)")
+
+
+class ShardHosting:
+    def __init__(
+        self,
+        host: RaftHost,
+        member_id: Callable[[], str | None],
+        interval_s: float = RECONCILE_SECONDS,
+    ) -> None:
+        self.host = host
+        self._member_id = member_id
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._refused: set[int] = set()
+
+    def reopen(self, directory: Path) -> list[int]:
+        """Reopen every shard group found on disk (before the host starts)."""
+        reopened = []
+        for path in sorted(directory.glob("group-*")):
+            match = _GROUP_DIR.fullmatch(path.name)
+            if match is None:
+                continue
+            group_id = int(match.group(1))
+            if not FIRST_SHARD_GROUP_ID <= group_id < KV_GROUP_FIRST:
+                continue
+            try:  # the range comes back with the shard's snapshot
+                self.host.add_group(group_id, set(), IndexShard(group_id))
+            except NoGroupState:
+                continue  # created but never bootstrapped: the reconciler will do it
+            reopened.append(group_id)
+        return reopened
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self.reconcile()
+            await asyncio.sleep(self.interval_s)  # the reconciling period
+
+    def reconcile(self) -> list[int]:
+        """Start every group the directory gives this node; the ids of those started."""
+        me = self._member_id()
+        root = self.host.groups.get(ROOT_GROUP_ID)
+        if me is None or root is None:
+            return []
+        machine = root.machine
+        assert isinstance(machine, RootMachine)
+        if not machine.directory.epoch:
+            return []
+        started = []
+        for shard in machine.directory.shards():
+            if me in shard.replicas and shard.group_id not in self.host.groups:
+                voters = self._voters(machine, shard)
+                if voters is None:
+                    continue
+                group = self.host.add_group(
+                    shard.group_id, voters, IndexShard(shard.group_id, shard.start, shard.end)
+                )
+                group.start()
+                started.append(shard.group_id)
+                log_event(log, "shard.hosted", group=shard.group_id, voters=len(voters))
+        return started
+
+    def _voters(self, machine: RootMachine, shard: ShardInfo) -> set[int] | None:
+        addresses = {m.id: m.address for m in machine.cluster.members()}
+        raft_ids = {address: rid for rid, address in self.host.members.items()}
+        voters = {raft_ids.get(addresses.get(r, ""), 0) for r in shard.replicas}
+        if 0 in voters:
+            if shard.group_id not in self._refused:
+                self._refused.add(shard.group_id)
+                log_event(
+                    log,
+                    "shard.not_hosted",
+                    logging.WARNING,
+                    group=shard.group_id,
+                    reason="a replica is not a metadata voter",
+                )
+            return None
+        return voters
