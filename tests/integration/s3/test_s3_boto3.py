@@ -1,8 +1,10 @@
 """boto3 against a real 3-node cluster: buckets, objects with boto3's default checksum
 settings (aws-chunked bodies with a CRC32 trailer), every explicit checksum algorithm,
 ranges, conditional GETs, response overrides, copies, DeleteObjects, ListObjects v1 and
-v2 with pagination, delimiters and URL encoding, presigned GET and PUT (and their expiry),
-and bucket ownership with a second user made by `cairn user`."""
+v2 with pagination, delimiters and URL encoding, presigned GET and PUT and their expiry
+(SigV4, and the signature version 2 URLs boto3 makes by default, through urllib and
+aiohttp), the `Authorization: AWS` V2 header, and bucket ownership with a second user
+made by `cairn user`."""
 
 import datetime
 import hashlib
@@ -10,14 +12,19 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import zlib
 from base64 import b64encode
 from collections.abc import Iterator
 from urllib.parse import unquote_plus
 
+import aiohttp
+import boto3
 import botocore.auth
 import pytest
 import urllib3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cairn.gateway.s3.checksums import checksum_of
@@ -355,12 +362,9 @@ def test_list_start_after_and_unencoded_keys(s3: S3Cluster, listing_bucket: str)
 
 
 def test_presigned_get_and_put(s3: S3Cluster, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # boto3 presigns S3 URLs with signature version 2 unless told otherwise; Cairn
-    # verifies SigV4 only, and says so for a v2 URL.
+    # SigV4 presigned URLs (Config(signature_version="s3v4")); the default (V2) ones are
+    # test_default_presigned_* below.
     http = urllib3.PoolManager()
-    v2_url = s3.client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "x"})
-    v2_answer = http.request("GET", v2_url)
-    assert v2_answer.status == 400 and b"version 2" in v2_answer.data
     client = s3.client(signature_version="s3v4")
     put_url = client.generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": "presigned"}, ExpiresIn=300
@@ -380,6 +384,108 @@ def test_presigned_get_and_put(s3: S3Cluster, bucket: str, monkeypatch: pytest.M
     )
     answer = http.request("GET", expired)
     assert answer.status == 403 and b"expired" in answer.data
+
+
+def default_presigner(s3: S3Cluster):  # type: ignore[no-untyped-def]
+    """boto3 with nothing but the endpoint, the region and path-style addressing: it
+    presigns S3 URLs with signature version 2 (AWSAccessKeyId, Signature, Expires)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint(),
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+PRESIGN_KEY = "dir/a key+ü%.txt"
+
+
+def test_default_presigned_get_and_put_with_urllib(s3: S3Cluster, bucket: str) -> None:
+    presigner = default_presigner(s3)
+    params = {"Bucket": bucket, "Key": PRESIGN_KEY}
+    put_url = presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
+    assert "AWSAccessKeyId=" in put_url and "X-Amz-Signature" not in put_url  # really V2
+    # urllib sends a Content-Type with a body, so presign that one (as with AWS)
+    typed_url = presigner.generate_presigned_url(
+        "put_object", Params={**params, "ContentType": "text/plain"}, ExpiresIn=300
+    )
+    put = urllib.request.Request(
+        typed_url, data=LARGE, method="PUT", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(put, timeout=30) as answer:
+        assert answer.status == 200
+    get_url = presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=300)
+    with urllib.request.urlopen(get_url, timeout=30) as answer:
+        assert answer.status == 200 and answer.read() == LARGE
+        assert answer.headers["Content-Type"] == "text/plain"
+    head = s3.client().head_object(**params)
+    assert head["ContentLength"] == len(LARGE) and head["ContentType"] == "text/plain"
+    # a signed response override (a sub-resource of the V2 canonical resource)
+    override_url = presigner.generate_presigned_url(
+        "get_object",
+        Params={**params, "ResponseContentDisposition": 'attachment; filename="a b.txt"'},
+        ExpiresIn=300,
+    )
+    with urllib.request.urlopen(override_url, timeout=30) as answer:
+        assert answer.headers["Content-Disposition"] == 'attachment; filename="a b.txt"'
+    # the wrong Content-Type is a different request than the one signed
+    wrong = urllib.request.Request(
+        typed_url, data=SMALL, method="PUT", headers={"Content-Type": "text/html"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wrong, timeout=30)
+    assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
+    tampered = get_url.replace("dir/", "dis/")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(tampered, timeout=30)
+    assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
+    expired = presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=-60)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(expired, timeout=30)
+    body = refused.value.read()
+    assert refused.value.code == 403 and b"AccessDenied" in body and b"Request has expired" in body
+    unknown = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint(),
+        region_name="us-east-1",
+        aws_access_key_id="CKNOSUCHKEY",
+        aws_secret_access_key="whatever",
+        config=Config(s3={"addressing_style": "path"}),
+    ).generate_presigned_url("get_object", Params=params, ExpiresIn=300)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unknown, timeout=30)
+    assert refused.value.code == 403 and b"InvalidAccessKeyId" in refused.value.read()
+
+
+async def test_default_presigned_get_and_put_with_aiohttp(s3: S3Cluster, bucket: str) -> None:
+    presigner = default_presigner(s3)
+    params = {"Bucket": bucket, "Key": "aio/" + PRESIGN_KEY}
+    put_url = presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
+    get_url = presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=300)
+    async with aiohttp.ClientSession() as session:
+        # no Content-Type: none was signed
+        async with session.put(put_url, data=SMALL, skip_auto_headers=["Content-Type"]) as put:
+            assert put.status == 200, await put.text()
+        async with session.get(get_url) as get:
+            assert get.status == 200 and await get.read() == SMALL
+        expired = presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=-1)
+        async with session.put(expired, data=b"late", skip_auto_headers=["Content-Type"]) as put:
+            assert put.status == 403 and "Request has expired" in await put.text()
+    assert s3.client().get_object(**params)["Body"].read() == SMALL
+
+
+def test_sigv2_authorization_header(s3: S3Cluster, bucket: str) -> None:
+    # `Authorization: AWS key:sig` signs the same string as a V2 URL
+    client = s3.client(signature_version="s3")
+    client.put_object(Bucket=bucket, Key="v2 header+ü", Body=SMALL, ContentType="text/x-v2")
+    got = client.get_object(Bucket=bucket, Key="v2 header+ü")
+    assert got["Body"].read() == SMALL and got["ContentType"] == "text/x-v2"
+    assert any(o["Key"] == "v2 header+ü" for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    with pytest.raises(ClientError) as wrong:
+        s3.client(secret_key="not-the-secret", signature_version="s3").head_bucket(Bucket=bucket)
+    assert code_of(wrong)[1] == 403
 
 
 def test_request_time_too_skewed(s3: S3Cluster, monkeypatch: pytest.MonkeyPatch) -> None:

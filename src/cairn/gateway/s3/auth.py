@@ -1,4 +1,4 @@
-"""Who is asking: SigV4 verification against the users of the root group, with a key cache.
+"""Who is asking: SigV4 and SigV2 verification against the root group's users, key cache.
 
 Theory of operation. `Authenticator.authenticate` takes the request as a `RequestView`
 (pure data), parses its claim (`sigv4`), checks the time and the signed headers, looks the
@@ -6,6 +6,13 @@ access key up in the root group (`meta.users`, through a `KeyLookup` port: the r
 `node.user_client.UserClient`), opens the sealed secret with the cluster secret and
 verifies the signature. It returns an `Identity` (user name, admin flag) and the
 `SigningContext` a signed streaming body needs for its chunk signatures.
+
+Signature version 2 (`sigv2`: boto3's default presigned S3 URLs, and `Authorization: AWS
+key:sig`) goes through `_authenticate_v2`: the same key lookup, its own time rule and
+signature. V2 does not sign the body, so its `Authenticated` carries a `SignedClaim` whose
+only meaningful field for what follows is `payload_hash` (UNSIGNED-PAYLOAD, or the
+x-amz-content-sha256 the request sent), and an empty `SigningContext`: no signed streaming
+body can follow a V2 signature (`sigv2` refuses those modes).
 
 Keys are cached for `KEY_CACHE_TTL_S`: a GET must not cost a root-group read and an AES
 decryption for its key every time. A deleted key therefore keeps working on a gateway
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cairn.base.errors import RemoteError
-from cairn.gateway.s3 import sigv4
+from cairn.gateway.s3 import sigv2, sigv4
 from cairn.gateway.s3.errors import S3Error
 from cairn.meta.users import SealedSecretError, open_secret
 from cairn.node.meta_messages import UserKeyReply
@@ -29,6 +36,8 @@ from cairn.runtime.clock import Clock
 
 KEY_CACHE_TTL_S = 5.0
 KEY_CACHE_ENTRIES_MAX = 10_000
+_NO_CHUNK_SIGNING = sigv4.SigningContext(b"", "", "", "")
+"""A V2-signed request's: it has no SigV4 key to check chunk signatures with."""
 
 
 class KeyLookup(Protocol):
@@ -79,15 +88,14 @@ class Authenticator:
     async def authenticate(self, view: sigv4.RequestView) -> Authenticated:
         authorization = view.header_values("authorization")
         if authorization:
+            if sigv2.is_header_auth(authorization[0]):
+                v2 = sigv2.parse_header_auth(authorization[0], view)
+                return await self._authenticate_v2(view, v2)
             claim = sigv4.parse_header_auth(authorization[0], view)
         elif sigv4.is_presigned(view.query):
             claim = sigv4.parse_presigned(view.query)
-        elif any(name == b"AWSAccessKeyId" for name, _ in view.query):
-            raise S3Error(
-                "InvalidRequest",
-                "signature version 2 presigned URLs are not supported; presign with SigV4 "
-                "(boto3: Config(signature_version='s3v4'))",
-            )
+        elif sigv2.is_presigned(view.query):
+            return await self._authenticate_v2(view, sigv2.parse_presigned(view))
         else:
             raise S3Error("AccessDenied", "anonymous requests are not allowed; sign with SigV4")
         sigv4.check_time(claim, self._clock.wall())
@@ -96,6 +104,24 @@ class Authenticator:
         signing = sigv4.verify(view, claim, key.secret)
         identity = Identity(key.user, key.admin, claim.credential.access_key)
         return Authenticated(identity, claim, signing)
+
+    async def _authenticate_v2(
+        self, view: sigv4.RequestView, claim: sigv2.V2Claim
+    ) -> Authenticated:
+        sigv2.check_time(claim, self._clock.wall())
+        key = await self._key(claim.access_key)
+        sigv2.verify(view, claim, key.secret)
+        identity = Identity(key.user, key.admin, claim.access_key)
+        as_v4 = sigv4.SignedClaim(
+            sigv4.Credential(claim.access_key, "", "", sigv4.SERVICE),
+            (),
+            claim.signature,
+            "",
+            claim.request_time_s,
+            claim.payload_hash,
+            presigned=claim.presigned,
+        )
+        return Authenticated(identity, as_v4, _NO_CHUNK_SIGNING)
 
     async def _key(self, access_key: str) -> _CachedKey:
         now = self._clock.monotonic()
