@@ -13,6 +13,7 @@ from cairn.cli.bench_lock import bench_lock
 from cairn.cli.bench_placement import bench_placement
 from cairn.cli.bench_raft import raft as bench_raft
 from cairn.cli.bench_rpc import rpc as bench_rpc
+from cairn.cli.bench_s3 import bench_s3
 
 
 @click.group()
@@ -29,3 +30,4 @@ bench.add_command(bench_chunkstore)
 bench.add_command(bench_raft)
 bench.add_command(bench_cluster)
 bench.add_command(bench_lock)
+bench.add_command(bench_s3)
