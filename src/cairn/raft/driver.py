@@ -191,7 +191,7 @@ class RaftGroup:
             (early if safe else late).append(message)
         if early:
             self._send(tuple(early))
-        await self.storage.persist(ready)
+        await self.storage.persist(ready, inline=ready.soft_state.role == Role.FOLLOWER)
         if late:
             self._send(tuple(late))
         leader = ready.soft_state.leader

@@ -118,9 +118,12 @@ class GroupStorage:
     def durable_term(self) -> int:
         return self.wal.durable_hard_state.term
 
-    async def persist(self, ready: Ready) -> None:
-        """Steps 1-2 of the Ready contract: everything in `ready` is durable on return."""
+    async def persist(self, ready: Ready, inline: bool = False) -> None:
+        """Steps 1-2 of the Ready contract: everything in `ready` is durable on return.
+        `inline` writes and fsyncs on the event loop's thread (see the driver for when)."""
         if self.stage(ready):
+            if inline and self.wal.sync_inline():
+                return
             await self.wal.sync_async()
 
     def close(self) -> None:

@@ -395,6 +395,23 @@ class Wal:
                 self._inflight = asyncio.ensure_future(self._sync_in_thread())
             await asyncio.shield(self._inflight)
 
+    def sync_inline(self) -> bool:
+        """Write and fsync what is buffered on the calling thread, blocking it; False
+        (nothing done) when a threaded sync is in flight, so the caller awaits that."""
+        self._check_usable()
+        if self._inflight is not None:
+            return False
+        batch = self._take_batch()
+        if batch is None:
+            return True
+        try:
+            self._write_batch(batch)
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        self._made_durable(batch)
+        return True
+
     async def _sync_in_thread(self) -> None:
         try:
             self._check_usable()

@@ -396,3 +396,27 @@ def test_a_damaged_header_of_a_segment_with_records_is_refused(tmp_path: Path) -
     segment.write_bytes(data)
     with pytest.raises(WalCorrupt, match="offset 0"):
         Wal.open(tmp_path)
+
+
+async def test_inline_sync_is_durable_and_defers_to_a_threaded_sync_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The driver's follower path: `sync_inline` writes and fsyncs on the caller's thread;
+    while a threaded sync is in flight it does nothing and says so, and the caller awaits."""
+    wal, _ = Wal.open(tmp_path)
+    wal.append([e(1), e(2)])
+    wal.set_hard_state(HardState(term=1, vote=2, commit=1))
+    assert wal.sync_inline()
+    assert wal.durable_last_index == 2 and wal.durable_hard_state == HardState(1, 2, 1)
+    wal.append([e(3)])
+    threaded = asyncio.ensure_future(wal.sync_async())
+    await asyncio.sleep(0)  # one loop turn: the task runs until it hands its batch to a thread
+    wal.append([e(4)])
+    assert not wal.sync_inline()
+    await threaded
+    await wal.sync_async()
+    assert wal.durable_last_index == 4
+    wal.close()
+    reopened, entries = reopen(tmp_path)
+    assert [x.index for x in entries] == [1, 2, 3, 4]
+    reopened.close()
