@@ -144,6 +144,9 @@ class MetaClient:
                 return reply, payload
             except RemoteError as exc:
                 last_error = exc
+                if exc.code == "ProposalOutcomeUnknown" and idempotent:
+                    self._leaders.pop(group, None)
+                    continue  # like a timeout: only an idempotent command is retried
                 if exc.code == "not_leader":
                     self.redirects += 1
                     if exc.message:

@@ -15,7 +15,9 @@ index is applied, the future gets the state machine's result if the term matches
 different entry was committed there, the proposal was lost to a leader change and fails
 with `ProposalDropped` (safe to retry: it was not applied). A proposal whose index is
 never reached (this node lost leadership and the log moved on elsewhere) is failed the
-same way when a later entry at or past it is applied.
+same way when a later entry at or past it is applied. A proposal whose index an installed
+snapshot covers fails with `ProposalOutcomeUnknown` instead: its entry may be inside the
+snapshot, so, as after a timeout, only an idempotent command may be retried.
 
 Reads: `linearizable` uses ReadIndex (a heartbeat round confirms leadership, then wait
 until applied >= the read index); `lease` uses the leader lease (no round trip; safe under
@@ -44,6 +46,7 @@ from cairn.raft.types import (
     MessageType,
     NotLeader,
     ProposalDropped,
+    ProposalOutcomeUnknown,
     RaftError,
     Ready,
     Role,
@@ -179,6 +182,7 @@ class RaftGroup:
             self.machine.restore(ready.snapshot.data)
             self.machine.applied_index = ready.snapshot.meta.index
             self._snapshot_index = ready.snapshot.meta.index
+            self._settle_covered_proposals(ready.snapshot.meta.index)
         # Leader-to-follower messages of a term that is already durable may go out before
         # the leader's own fsync (dissertation §10.2.1): the core counts the leader for an
         # entry only after `advance`, i.e. once it is durable here too. Everything else
@@ -220,6 +224,16 @@ class RaftGroup:
         if ready.soft_state.role != Role.LEADER and self._reads:
             self._fail_reads(NotLeader(ready.soft_state.leader))
         await self._maybe_compact()
+
+    def _settle_covered_proposals(self, snapshot_index: int) -> None:
+        """Proposals at or below an installed snapshot's index: their entries may be in
+        it or may have been replaced before it was taken; nobody can tell from here."""
+        for pending_index in [i for i in self._proposals if i <= snapshot_index]:
+            _term, future = self._proposals.pop(pending_index)
+            if not future.done():
+                future.set_exception(
+                    ProposalOutcomeUnknown(f"index {pending_index} was covered by a snapshot")
+                )
 
     def _complete_proposals(self, outcomes: dict[int, tuple[int, object]], last_index: int) -> None:
         """Settle every proposal at or below `last_index`: its result if the entry applied

@@ -66,6 +66,11 @@ class KvClient:
                 if exc.code == "dropped":
                     self.leader = None
                     continue
+                if exc.code == "ProposalOutcomeUnknown" and (
+                    idempotent or not isinstance(request, KvWrite)
+                ):
+                    self.leader = None
+                    continue  # covered by a snapshot: retried like a timeout
                 raise
             except (PeerUnavailable, DeadlineExceeded) as exc:
                 last_error = exc

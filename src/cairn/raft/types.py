@@ -220,6 +220,11 @@ class ProposalDropped(RaftError):
         self.reason = reason
 
 
+class ProposalOutcomeUnknown(RaftError):
+    """The proposal's index was covered by a snapshot this node installed: its entry may or
+    may not be inside it. Like a timeout, only an idempotent command may be retried."""
+
+
 class ConfChangeRejected(RaftError):
     """The membership change is invalid or unsafe right now; `reason` says why."""
 

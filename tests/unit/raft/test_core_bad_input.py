@@ -190,6 +190,7 @@ def test_public_names_are_pinned() -> None:
         "MessageType",
         "NotLeader",
         "ProposalDropped",
+        "ProposalOutcomeUnknown",
         "ProposalTooLarge",
         "RaftConfig",
         "RaftError",
