@@ -10,13 +10,12 @@ drives Cairn.
 import base64
 import json
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
+from cairn.bench.peers.processes import PeerProcesses
 from cairn.localcluster.children import spawn
 from cairn.localcluster.harness import free_ports
 
@@ -33,8 +32,9 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class EtcdCluster:
+class EtcdCluster(PeerProcesses):
     def __init__(self, base_dir: Path, members: int = 3) -> None:
+        super().__init__()
         binary = etcd_path()
         if binary is None:
             raise FileNotFoundError("etcd is not installed (apt-get install etcd-server)")
@@ -42,7 +42,6 @@ class EtcdCluster:
         self.base_dir = base_dir
         ports = free_ports(members * 2)
         self.members = [(f"etcd-{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(members)]
-        self.processes: list[subprocess.Popen[bytes]] = []
 
     @property
     def client_urls(self) -> list[str]:
@@ -85,26 +84,3 @@ class EtcdCluster:
                 self.stop()
                 raise RuntimeError(f"etcd not ready after {START_WAIT_SECONDS} s")
             time.sleep(0.1)  # poll a condition with a deadline
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def __enter__(self) -> "EtcdCluster":
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

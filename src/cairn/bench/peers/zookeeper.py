@@ -10,11 +10,10 @@ default. Clients use `kazoo` (a dev dependency); without it or without Java and 
 
 import importlib.util
 import shutil
-import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
+from cairn.bench.peers.processes import PeerProcesses
 from cairn.localcluster.children import spawn
 from cairn.localcluster.harness import free_ports
 
@@ -33,8 +32,9 @@ def zookeeper_missing() -> str | None:
     return None
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(PeerProcesses):
     def __init__(self, base_dir: Path, members: int = 3) -> None:
+        super().__init__()
         missing = zookeeper_missing()
         if missing is not None:
             raise FileNotFoundError(missing)
@@ -46,7 +46,6 @@ class ZooKeeperEnsemble:
         self.members = [
             (i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]) for i in range(members)
         ]
-        self.processes: list[subprocess.Popen[bytes]] = []
 
     @property
     def hosts(self) -> str:
@@ -93,26 +92,3 @@ class ZooKeeperEnsemble:
             finally:
                 client.stop()
                 client.close()
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def __enter__(self) -> "ZooKeeperEnsemble":
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
