@@ -19,14 +19,18 @@ SECRET = "up-command-test-secret"
 
 
 def start_up(data: Path, nodes: int) -> tuple["subprocess.Popen[str]", dict[str, Any]]:
-    """Run `cairn up`; return it and the JSON it printed once the cluster is up."""
-    up = subprocess.Popen(
-        [sys.executable, "-m", "cairn", "up", "--nodes", str(nodes), "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CAIRN_CLUSTER_SECRET": SECRET},
-    )
+    """Run `cairn up`; return it and the JSON it printed once the cluster is up. Its
+    stderr goes to a file next to the data dir: a pipe nobody reads could fill up and
+    block `cairn up` in a write, which would look like a hang on stop."""
+    data.parent.mkdir(parents=True, exist_ok=True)
+    with (data.parent / f"{data.name}-up-stderr.log").open("a") as err_file:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "cairn", "up", "--nodes", str(nodes), "--data", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+            env={**os.environ, "CAIRN_CLUSTER_SECRET": SECRET},
+        )
     assert up.stdout is not None
     printed_lines = []
     for line in up.stdout:  # the JSON object ends with a closing brace at column 0
@@ -35,8 +39,8 @@ def start_up(data: Path, nodes: int) -> tuple["subprocess.Popen[str]", dict[str,
             break
     if not printed_lines:
         up.kill()
-        _, err = up.communicate()
-        raise AssertionError(f"cairn up printed nothing; stderr:\n{err}")
+        up.wait()
+        raise AssertionError(f"cairn up printed nothing; stderr:\n{up_stderr(data)}")
     return up, json.loads("".join(printed_lines))
 
 
@@ -44,17 +48,22 @@ UP_STOP_WAIT_S = 60
 """`cairn up` gives its nodes 10 s to stop before SIGKILL; the rest is slack for CI load."""
 
 
-def stop_and_check(up: "subprocess.Popen[str]", signum: int, pids: list[int]) -> None:
+def up_stderr(data: Path) -> str:
+    return (data.parent / f"{data.name}-up-stderr.log").read_text(errors="replace")[-4000:]
+
+
+def stop_and_check(up: "subprocess.Popen[str]", signum: int, pids: list[int], data: Path) -> None:
     up.send_signal(signum)
     try:
         code = up.wait(timeout=UP_STOP_WAIT_S)
     except subprocess.TimeoutExpired:
         up.kill()
-        _, err = up.communicate()
+        up.wait()
+        err = up_stderr(data)
         alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
         raise AssertionError(
             f"cairn up did not exit {UP_STOP_WAIT_S} s after signal {signum}; "
-            f"nodes still alive: {alive}; its stderr:\n{err[-4000:]}"
+            f"nodes still alive: {alive}; its stderr:\n{err}"
         ) from None
     assert code == 0
     deadline = time.monotonic() + 10
@@ -106,7 +115,7 @@ def test_up_prints_writes_reports_ready_and_stops_on_ctrl_c(tmp_path: Path) -> N
         assert status["balance"]["under_replicated"] == 0
         assert status["errors"] == []
 
-        stop_and_check(up, signal.SIGINT, [n["pid"] for n in nodes])
+        stop_and_check(up, signal.SIGINT, [n["pid"] for n in nodes], data)
     finally:
         if up.poll() is None:
             up.kill()
@@ -121,7 +130,7 @@ def test_up_again_keeps_credentials_and_sigterm_stops_every_node(tmp_path: Path)
         try:
             keys.append((printed["access_key"], printed["secret_key"]))
             assert printed["nodes"][0]["member_id"] == "n1"  # rejoined under its old id
-            stop_and_check(up, signal.SIGTERM, [n["pid"] for n in printed["nodes"]])
+            stop_and_check(up, signal.SIGTERM, [n["pid"] for n in printed["nodes"]], data)
         finally:
             if up.poll() is None:
                 up.kill()
