@@ -7,30 +7,9 @@ from typing import Any
 
 import click
 
-from cairn.bench.cluster import ClusterBenchConfig, format_size, parse_size, run_cluster_bench
+from cairn.bench.cluster import ClusterBenchConfig, format_size, run_cluster_bench
+from cairn.cli.bench_options import level_list, size_list
 from cairn.cli.output import emit_json, print_table, stderr_console
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(parse_size(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--sizes") from None
-    if any(size < 1 for size in sizes):
-        raise click.BadParameter("sizes must be positive", param_hint="--sizes")
-    return sizes
-
-
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter(
-            "a comma-separated list of integers", param_hint="--concurrency"
-        ) from None
-    if any(level < 1 for level in levels):
-        raise click.BadParameter("concurrency must be at least 1", param_hint="--concurrency")
-    return levels
 
 
 @click.command("cluster")
@@ -131,13 +110,13 @@ def bench_cluster(
                 f"expected FIELD=VALUE, got {assignment!r}", param_hint="--set"
             )
         settings[name.strip()] = value.strip()
-    object_sizes = _sizes(repair_object_size)
+    object_sizes = size_list(repair_object_size)
     if len(object_sizes) != 1:
         raise click.BadParameter("one size", param_hint="--repair-object-size")
     config = ClusterBenchConfig(
         nodes=nodes,
-        sizes_bytes=_sizes(sizes),
-        concurrency=_levels(concurrency),
+        sizes_bytes=size_list(sizes),
+        concurrency=level_list(concurrency),
         seconds=seconds,
         api="rpc" if api == "rpc" else "http",
         repair=repair,

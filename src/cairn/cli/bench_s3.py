@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from cairn.bench.s3 import DEFAULT_REGION, S3BenchConfig, S3Target, run_s3_bench
-from cairn.cli.bench_cluster import _levels, _sizes
+from cairn.cli.bench_options import level_list, size_list
 from cairn.cli.output import emit_json, print_table, stderr_console
 
 
@@ -73,8 +73,8 @@ def bench_s3(
         target=target,
         name=name,
         peer="swift" if peer == "swift" else "none",
-        sizes_bytes=_sizes(sizes),
-        concurrency=_levels(concurrency),
+        sizes_bytes=size_list(sizes),
+        concurrency=level_list(concurrency),
         seconds=seconds,
     )
     result = run_s3_bench(config, progress=_progress)

@@ -292,9 +292,7 @@ class MetaClient:
             raise RemoteError("ServiceUnavailable", "the shard directory is not bootstrapped yet")
         return _shard_of(directory.shards, encode_key(bucket, key))
 
-    async def _routed(
-        self, bucket: str, key: str, command: IndexCommand, result_type: type[T]
-    ) -> T:
+    async def routed(self, bucket: str, key: str, command: IndexCommand, result_type: type[T]) -> T:
         data = encode_command(command)
         for attempt in range(3):
             shard = await self.shard_for(bucket, key, refresh=attempt > 0)
@@ -309,7 +307,7 @@ class MetaClient:
     async def put_object(
         self, bucket: str, key: str, manifest: Manifest, versioning: VersioningState
     ) -> PutResult:
-        return await self._routed(
+        return await self.routed(
             bucket, key, PutObject(bucket, key, manifest, versioning), PutResult
         )
 
@@ -321,7 +319,7 @@ class MetaClient:
         version_id: str | None = None,
     ) -> DeleteResult:
         command = DeleteObject(bucket, key, time.time(), versioning, version_id)
-        return await self._routed(bucket, key, command, DeleteResult)
+        return await self.routed(bucket, key, command, DeleteResult)
 
     async def head_object(
         self,
@@ -363,7 +361,7 @@ class MetaClient:
         prefixes: list[str] = []
         token = continuation_token
         after = start_after
-        for shard in _shards_from(directory.shards, low):
+        for shard in shards_from(directory.shards, low):
             if shard.start > bucket.encode() + b"\x01":
                 break  # past every key of the bucket
             request = ObjectList(
@@ -423,7 +421,7 @@ def _shard_of(shards: list[ShardInfo], encoded_key: bytes) -> ShardInfo:
     return ordered[max(0, bisect.bisect_right(starts, encoded_key) - 1)]
 
 
-def _shards_from(shards: list[ShardInfo], encoded_key: bytes) -> list[ShardInfo]:
+def shards_from(shards: list[ShardInfo], encoded_key: bytes) -> list[ShardInfo]:
     """The shards in key order, starting with the one that holds `encoded_key`."""
     ordered = sorted(shards, key=lambda s: s.start)
     first = _shard_of(ordered, encoded_key)

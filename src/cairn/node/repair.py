@@ -237,10 +237,9 @@ class RepairWorker:
             self.passes += 1
             self.last_pass_seconds = time.monotonic() - started
 
-    def _sources(self, view: PlacementView, me: str) -> dict[str, list[int]]:
+    def _sources(self, view: PlacementView, me: str, mine: list[int]) -> dict[str, list[int]]:
         """Source member -> partitions to list there, in move-plan order."""
         table = view.table
-        mine = table.partitions_of(me)
         ordered: list[int] = []
         if view.previous is not None:
             plan = plan_moves(view.previous, table, view.live)
@@ -258,8 +257,9 @@ class RepairWorker:
         return sources
 
     async def _pull(self, view: PlacementView, me: str, held: set[bytes], p: _Pass) -> None:
-        sources = self._sources(view, me)
-        p.partitions_total = len(view.table.partitions_of(me))
+        mine = view.table.partitions_of(me)
+        sources = self._sources(view, me, mine)
+        p.partitions_total = len(mine)
         wanted: dict[bytes, tuple[int, list[str]]] = {}
         for source, partitions in sources.items():
             try:
@@ -294,10 +294,9 @@ class RepairWorker:
                 p.complete = False
                 p.errors.append(f"fetch {chunk_id.hex()[:16]}: no source had it")
 
-        for partition, chunk_ids in by_partition.items():
+        for chunk_ids in by_partition.values():  # every sourced partition is one of `mine`
             await asyncio.gather(*(fetch(c) for c in chunk_ids))
-            if partition in view.table.partitions_of(me):
-                p.partitions_done += 1
+            p.partitions_done += 1
 
     async def _list(
         self, view: PlacementView, source: str, partitions: list[int]

@@ -1,7 +1,7 @@
 """Client calls for multipart uploads, over a `MetaClient` (index shards, `meta.uploads`).
 
 Kept beside `meta_client` rather than in it, as `user_client` is: the calls need only the
-client's routing (`_routed` for commands, the shard directory for queries) and uploads
+client's routing (`routed` for commands, the shard directory for queries) and uploads
 have their own small vocabulary. Commands go to the shard that owns (bucket, key) and
 refresh the directory on `WrongShard`; `list_uploads` continues into the next shard of
 the bucket's range when a shard's page is not full, as `list_objects` does.
@@ -34,7 +34,7 @@ from cairn.meta.uploads import (
     UploadInfo,
     UploadsPage,
 )
-from cairn.node.meta_client import MetaClient, _shards_from
+from cairn.node.meta_client import MetaClient, shards_from
 from cairn.node.meta_messages import Consistency
 from cairn.node.upload_messages import (
     UploadListQuery,
@@ -75,12 +75,12 @@ class UploadClient:
             content_headers or {},
             checksum_algorithm,
         )
-        result = await self.meta._routed(bucket, key, command, CreateUploadResult)
+        result = await self.meta.routed(bucket, key, command, CreateUploadResult)
         return result.upload_id
 
     async def put_part(self, bucket: str, key: str, upload_id: str, part: Part) -> PutPartResult:
         command = PutPart(bucket, key, upload_id, part)
-        return await self.meta._routed(bucket, key, command, PutPartResult)
+        return await self.meta.routed(bucket, key, command, PutPartResult)
 
     async def complete(
         self,
@@ -100,11 +100,11 @@ class UploadClient:
             time.time() if created_s is None else created_s,
             versioning,
         )
-        return await self.meta._routed(bucket, key, command, CompleteResult)
+        return await self.meta.routed(bucket, key, command, CompleteResult)
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> AbortResult:
         command = AbortUpload(bucket, key, upload_id)
-        return await self.meta._routed(bucket, key, command, AbortResult)
+        return await self.meta.routed(bucket, key, command, AbortResult)
 
     # -- queries -----------------------------------------------------------------------
     async def list_parts(
@@ -154,7 +154,7 @@ class UploadClient:
             low = max(low, encode_key(bucket, key_marker))
         uploads: list[UploadInfo] = []
         prefixes: list[str] = []
-        for shard in _shards_from(directory.shards, low):
+        for shard in shards_from(directory.shards, low):
             if shard.start > bucket.encode() + b"\x01":
                 break  # past every key of the bucket
             request = UploadListQuery(
