@@ -238,7 +238,7 @@ async def dedup_then_gc(cluster: LocalCluster) -> None:
     pool, meta, views, sdk = await clients(cluster)
     try:
         await sdk.make_bucket(BUCKET)
-        shared = body(3 << 20)
+        shared = body(9 << 20)  # above twice the 4 MiB max chunk: always several chunks
         first = await sdk.put(BUCKET, "a", shared)
         second = await sdk.put(BUCKET, "b", shared)
         assert first.new_chunks == first.chunks > 1
