@@ -3,9 +3,11 @@
 Theory of operation
 -------------------
 One task per group runs the Ready loop: wait until the core has work, take `ready()`,
-persist it (`GroupStorage.persist`: one fsync shared by everything in the Ready), send its
-messages, apply its committed entries to the state machine, resolve the futures of the
-proposals and reads they complete, `advance()`. Ticks, received messages and new
+persist it (`GroupStorage.begin_persist`: one fsync shared by everything in the Ready),
+send its messages, apply its committed entries to the state machine, resolve the futures
+of the proposals and reads they complete, `advance()`. A leader applies before its fsync
+lands: committed entries are already durable on a quorum, and its proposers should not
+wait for the fsync of the newer entries in the same Ready. Ticks, received messages and new
 proposals keep arriving while a Ready is being persisted; they land in the core and come
 out in the next Ready, so under load each fsync covers a batch of proposals (group commit)
 without any explicit batching code.
@@ -195,7 +197,18 @@ class RaftGroup:
             (early if safe else late).append(message)
         if early:
             self._send(tuple(early))
-        await self.storage.persist(ready, inline=ready.soft_state.role == Role.FOLLOWER)
+        role = ready.soft_state.role
+        persisting = self.storage.begin_persist(ready, inline=role == Role.FOLLOWER)
+        if persisting is not None and ready.soft_state.role == Role.LEADER:
+            # Committed entries are durable on a quorum already, so the leader applies
+            # them (and answers their proposers) while its own fsync of this Ready's new
+            # entries runs in a thread, as etcd's server does.
+            self._apply(ready)
+            await persisting
+        else:
+            if persisting is not None:
+                await persisting
+            self._apply(ready)
         if late:
             self._send(tuple(late))
         leader = ready.soft_state.leader
@@ -203,6 +216,13 @@ class RaftGroup:
             self._last_leader = leader
             log_event(log, "raft.leader", group=self.group_id, leader=leader,
                       term=self.node.term)  # fmt: skip
+        self.node.advance(ready)
+        if ready.soft_state.role != Role.LEADER and self._reads:
+            self._fail_reads(NotLeader(ready.soft_state.leader))
+        await self._maybe_compact()
+
+    def _apply(self, ready: Ready) -> None:
+        """Apply `ready`'s committed entries; settle the proposals and reads they end."""
         outcomes: dict[int, tuple[int, object]] = {}
         for entry in ready.committed_entries:
             if entry.index <= self.machine.applied_index:
@@ -219,11 +239,7 @@ class RaftGroup:
             future = self._reads.pop(read_state.ctx, None)
             if future is not None and not future.done():
                 future.set_result(read_state.index)
-        self.node.advance(ready)
         self._wake_applied()
-        if ready.soft_state.role != Role.LEADER and self._reads:
-            self._fail_reads(NotLeader(ready.soft_state.leader))
-        await self._maybe_compact()
 
     def _settle_covered_proposals(self, snapshot_index: int) -> None:
         """Proposals at or below an installed snapshot's index: their entries may be in

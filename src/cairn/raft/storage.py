@@ -2,12 +2,13 @@
 contract of the core.
 
 `GroupStorage.open` recovers what the core needs to restart (hard state, latest valid
-snapshot, entries after it). `persist(ready)` does step 1-2 of the Ready contract: save an
-incoming snapshot atomically and compact the WAL to it, buffer the entries and hard state,
-then one `sync_async()` (group commit: concurrent groups and proposals share fsyncs).
-Only when it returns may the driver send the Ready's messages.
+snapshot, entries after it). `begin_persist(ready)` does step 1-2 of the Ready contract:
+save an incoming snapshot atomically and compact the WAL to it, buffer the entries and
+hard state, then one `sync_async()` (group commit: concurrent groups and proposals share
+fsyncs). Only when that is done may the driver send the Ready's replies and votes.
 """
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,13 +119,13 @@ class GroupStorage:
     def durable_term(self) -> int:
         return self.wal.durable_hard_state.term
 
-    async def persist(self, ready: Ready, inline: bool = False) -> None:
-        """Steps 1-2 of the Ready contract: everything in `ready` is durable on return.
-        `inline` writes and fsyncs on the event loop's thread (see the driver for when)."""
-        if self.stage(ready):
-            if inline and self.wal.sync_inline():
-                return
-            await self.wal.sync_async()
+    def begin_persist(self, ready: Ready, inline: bool = False) -> "asyncio.Future[None] | None":
+        """Steps 1-2 of the Ready contract: stage `ready` and start making it durable.
+        None if it already is (nothing to sync, or synced `inline`: written and fsynced
+        on the event loop's thread), else a future that resolves once it is."""
+        if not self.stage(ready) or (inline and self.wal.sync_inline()):
+            return None
+        return asyncio.ensure_future(self.wal.sync_async())
 
     def close(self) -> None:
         self.wal.close()

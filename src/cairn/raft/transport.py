@@ -4,15 +4,19 @@ Theory of operation
 -------------------
 The core emits `Message`s addressed to node ids. `RaftTransport.send` drops each into the
 outbox of its destination; one sender task per peer takes everything queued (up to
-`batch_bytes_max`) and sends it as a single `RaftBatch` RPC over the shared connection.
-So heartbeats and appends of all groups hosted on this node travel together, one RPC per
-batch, and a burst of proposals becomes one round trip. At most `batches_in_flight_max`
-batches per peer are unacknowledged; beyond that, messages wait in the outbox (bounded by
-`outbox_messages_max`; past it the oldest are dropped - Raft retransmits whatever matters).
+`batch_bytes_max`) and sends it as a single one-way `RaftBatch` (a NOTIFY frame) over the
+shared connection. So heartbeats and appends of all groups hosted on this node travel
+together, one frame per batch. There is no reply: Raft answers its messages with its own
+messages, so an acknowledgement per batch would only double the frames (it cost about a
+fifth of a busy leader's CPU). The sender waits only when the socket's buffer is full;
+meanwhile messages wait in the outbox (bounded by `outbox_messages_max`; past it the
+oldest are dropped - Raft retransmits whatever matters).
 
-Delivery is best-effort, as Raft assumes: a failed RPC is dropped and counted, never
-retried here. The receiving side steps messages into their group in arrival order; a
-message for a group this node does not host is dropped and counted.
+Delivery is best-effort, as Raft assumes: a batch that cannot be sent (peer down, in
+backoff, connection lost) is dropped and counted, never retried here. The receiving side
+steps messages into their group in arrival order; a message for a group this node does
+not host is dropped and counted. `RaftBatch` is also served as a call (with a
+`RaftBatchAck`) for tools and tests that want to know what was accepted.
 """
 
 import asyncio
@@ -37,7 +41,6 @@ from cairn.wire import CallContext, Reply, Router, RpcPool
 log = logging.getLogger("cairn.raft.transport")
 
 BATCH_BYTES_MAX = 4 << 20
-BATCHES_IN_FLIGHT_MAX = 4
 OUTBOX_MESSAGES_MAX = 16_384
 SEND_TIMEOUT_SECONDS = 2.0
 
@@ -121,14 +124,25 @@ def _size(m: WireMessage) -> int:
     return 64 + len(m.snap_data) + sum(len(e.data) + 24 for e in m.entries)
 
 
+def _take_batch(peer: "_Peer") -> list[WireMessage]:
+    """The oldest queued messages of `peer`, up to `BATCH_BYTES_MAX` (at least one)."""
+    batch: list[WireMessage] = []
+    size = 0
+    while peer.outbox:
+        message_bytes = _size(peer.outbox[0])
+        if batch and size + message_bytes > BATCH_BYTES_MAX:
+            break
+        batch.append(peer.outbox.popleft())
+        size += message_bytes
+    return batch
+
+
 class _Peer:
     def __init__(self, address: str) -> None:
         self.address = address
         self.outbox: deque[WireMessage] = deque()
         self.wake = asyncio.Event()
-        self.in_flight = 0
-        self.slot_free = asyncio.Event()
-        self.slot_free.set()
+        self.sending = False  # the sender task is between taking a batch and sending it
         self.task: asyncio.Task[None] | None = None
 
 
@@ -145,10 +159,10 @@ class RaftTransport:
         self._peers = {node: _Peer(address) for node, address in peers.items()}
         self._deliver = deliver
         self.counters: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def register(self, router: Router) -> None:
         router.register(RaftBatch, self._handle_batch)
+        router.register_notify(RaftBatch, self._receive_batch)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -157,12 +171,15 @@ class RaftTransport:
 
     async def stop(self) -> None:
         tasks = [p.task for p in self._peers.values() if p.task is not None]
-        tasks += list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
+        """Queue `messages`; those to a peer whose connection is open and writable go out
+        now (one batch per peer per call), the rest when that peer's sender gets to them.
+        Sending now saves the hop through the sender task on every append and reply."""
+        touched: list[_Peer] = []
         for message in messages:
             peer = self._peers.get(message.to)
             if peer is None:
@@ -172,48 +189,58 @@ class RaftTransport:
                 peer.outbox.popleft()
                 self.counters["dropped_outbox_full"] += 1
             peer.outbox.append(to_wire(message))
-            peer.wake.set()
+            if not touched or touched[-1] is not peer:
+                touched.append(peer)
+        for peer in dict.fromkeys(touched):
+            if not peer.sending:
+                connection = self._pool.writable_connection(peer.address)
+                while connection is not None and peer.outbox and connection.writable:
+                    self._sent(_take_batch(peer), connection.notify_now)
+            if peer.outbox:
+                peer.wake.set()
 
     async def _sender(self, peer: _Peer) -> None:
         while True:
             await peer.wake.wait()
             peer.wake.clear()
             while peer.outbox:
-                await peer.slot_free.wait()
-                batch: list[WireMessage] = []
-                size = 0
-                while peer.outbox:
-                    message_bytes = _size(peer.outbox[0])
-                    if batch and size + message_bytes > BATCH_BYTES_MAX:
-                        break
-                    batch.append(peer.outbox.popleft())
-                    size += message_bytes
-                peer.in_flight += 1
-                if peer.in_flight >= BATCHES_IN_FLIGHT_MAX:
-                    peer.slot_free.clear()
-                task = asyncio.get_running_loop().create_task(self._send_batch(peer, batch))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                batch = _take_batch(peer)
+                peer.sending = True
+                try:
+                    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                        await self._pool.notify(peer.address, RaftBatch(batch))
+                except (CairnError, TimeoutError) as exc:
+                    self._failed(peer, batch, exc)
+                else:
+                    self._count_sent(batch)
+                finally:
+                    peer.sending = False
 
-    async def _send_batch(self, peer: _Peer, batch: list[WireMessage]) -> None:
+    def _sent(self, batch: list[WireMessage], notify_now: Callable[[RaftBatch], None]) -> None:
         try:
-            await self._pool.call(
-                peer.address, RaftBatch(batch), RaftBatchAck, timeout=SEND_TIMEOUT_SECONDS
-            )
-            self.counters["batches_sent"] += 1
-            self.counters["messages_sent"] += len(batch)
+            notify_now(RaftBatch(batch))
         except CairnError as exc:
-            self.counters["batches_failed"] += 1
-            self.counters["messages_dropped"] += len(batch)
-            if self.counters["batches_failed"] % 100 == 1:
-                log_event(log, "raft.send_failed", logging.DEBUG, peer=peer.address, error=str(exc))
-        finally:
-            peer.in_flight -= 1
-            peer.slot_free.set()
+            self._failed(None, batch, exc)
+        else:
+            self._count_sent(batch)
+
+    def _count_sent(self, batch: list[WireMessage]) -> None:
+        self.counters["batches_sent"] += 1
+        self.counters["messages_sent"] += len(batch)
+
+    def _failed(self, peer: _Peer | None, batch: list[WireMessage], exc: Exception) -> None:
+        self.counters["batches_failed"] += 1
+        self.counters["messages_dropped"] += len(batch)
+        if self.counters["batches_failed"] % 100 == 1:
+            address = peer.address if peer is not None else "?"
+            log_event(log, "raft.send_failed", logging.DEBUG, peer=address, error=str(exc))
 
     async def _handle_batch(
         self, batch: RaftBatch, _payload: memoryview, _ctx: CallContext
     ) -> Reply:
+        return RaftBatchAck(self._receive_batch(batch, _payload, _ctx))
+
+    def _receive_batch(self, batch: RaftBatch, _payload: memoryview, _ctx: CallContext) -> int:
         accepted = 0
         for wire_message in batch.messages:
             try:
@@ -225,4 +252,4 @@ class RaftTransport:
                 accepted += 1
             else:
                 self.counters["dropped_unknown_group"] += 1
-        return RaftBatchAck(accepted)
+        return accepted

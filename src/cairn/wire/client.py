@@ -4,6 +4,7 @@
 server's proof. `call` sends a request with a fresh request id and waits for the frame
 with the same id, so thousands of calls share one socket. A call that passes its
 deadline, or whose task is cancelled, sends CANCEL so the server stops working on it.
+`notify` sends a one-way message that gets no reply.
 When the connection dies every waiting call fails at once with `PeerUnavailable`.
 """
 
@@ -190,6 +191,27 @@ class RpcConnection:
             error = msgspec.msgpack.decode(frame.body, type=ErrorReply)
             raise RemoteError(error.code, error.message)
         return msgspec.msgpack.decode(frame.body, type=response_type), frame.payload
+
+    @property
+    def writable(self) -> bool:
+        """Authenticated, open and not paused: `notify_now` would not have to wait."""
+        protocol = self._protocol
+        return self._authenticated and protocol is not None and protocol.writable
+
+    async def notify(self, message: msgspec.Struct, payload: Buffer = b"") -> None:
+        """Send a one-way `message` (NOTIFY): no reply, no delivery report. Returns once
+        it is handed to the socket, waiting only while the socket's buffer is full."""
+        protocol = self._protocol
+        self.notify_now(message, payload)
+        assert protocol is not None
+        await protocol.drain()
+
+    def notify_now(self, message: msgspec.Struct, payload: Buffer = b"") -> None:
+        """`notify` without waiting for a full socket buffer (check `writable` first)."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed or not self._authenticated:
+            raise PeerUnavailable(f"connection to {self.peer} is not open")
+        protocol.send(encode_frame(FrameKind.NOTIFY, 0, _ENCODER.encode(message), payload))
 
     def _cancel_remote(self, request_id: int) -> None:
         protocol = self._protocol

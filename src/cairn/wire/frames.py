@@ -8,7 +8,7 @@ Every message between Cairn processes is one frame::
     0      2    magic b"CW"
     2      1    version (1)
     3      1    kind (FrameKind)
-    4      8    request id, chosen by the caller, echoed in the reply
+    4      8    request id, chosen by the caller, echoed in the reply (0 in NOTIFY)
     12     4    timeout in ms the caller will wait (0 = none); the server's deadline
     16     4    body length   (a msgpack-encoded message, small)
     20     4    payload length (raw bytes, e.g. a chunk; never re-encoded)
@@ -51,6 +51,7 @@ class FrameKind(enum.IntEnum):
     RESPONSE = 5
     ERROR = 6
     CANCEL = 7  # client -> server: stop working on request id
+    NOTIFY = 8  # client -> server: a one-way message; no reply, request id 0
 
 
 @dataclass(frozen=True, slots=True)

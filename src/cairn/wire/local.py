@@ -50,3 +50,12 @@ async def call_local(
         return message, memoryview(out)
     converted = msgspec.msgpack.decode(msgspec.msgpack.encode(message), type=response_type)
     return converted, memoryview(out)
+
+
+def notify_local(router: Router, node_id: str, message: msgspec.Struct, payload: Buffer) -> None:
+    """A one-way message to this process: its handler runs now, as the server would."""
+    try:
+        handler = router.notify_handler_for(message)
+    except KeyError:
+        raise RemoteError("bad_request", f"no handler for {type(message).__name__}") from None
+    handler(message, memoryview(payload), CallContext(node_id, _LOCAL_REQUEST_ID))

@@ -20,7 +20,7 @@ from cairn.config.model import parse_hostport
 from cairn.runtime.clock import Clock, SystemClock
 from cairn.runtime.rng import Rng, SystemRng
 from cairn.wire.client import RpcConnection
-from cairn.wire.local import call_local
+from cairn.wire.local import call_local, notify_local
 from cairn.wire.server import Router
 
 T = TypeVar("T")
@@ -112,6 +112,22 @@ class RpcPool:
             return await call_local(router, self.node_id, request, response_type, payload, timeout)
         connection = await self.connection(address)
         return await connection.call(request, response_type, payload, timeout)
+
+    def writable_connection(self, address: str) -> RpcConnection | None:
+        """The open connection to `address` if a one-way send on it would not wait."""
+        existing = self._connections.get(address)
+        if existing is not None and existing.writable:
+            return existing
+        return None
+
+    async def notify(self, address: str, message: msgspec.Struct, payload: Buffer = b"") -> None:
+        """Send a one-way `message` to `address` (see `RpcConnection.notify`)."""
+        router = self._local.get(address)
+        if router is not None:
+            notify_local(router, self.node_id, message, payload)
+            return
+        connection = await self.connection(address)
+        await connection.notify(message, payload)
 
     async def close(self) -> None:
         for task in self._connecting.values():

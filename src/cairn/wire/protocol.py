@@ -92,6 +92,11 @@ class FrameProtocol(asyncio.BufferedProtocol):
     def is_closed(self) -> bool:
         return self.closed
 
+    @property
+    def writable(self) -> bool:
+        """Open and not paused by flow control: a send now goes out without waiting."""
+        return not self.closed and not self._paused
+
     def send(self, buffers: list[Buffer]) -> None:
         if self.closed or self.transport is None or self.transport.is_closing():
             raise PeerUnavailable(f"connection to {self.peer} is closed")

@@ -9,6 +9,11 @@ the caller's timeout; CANCEL from the caller cancels the task.
 Handlers are `async def handler(request, payload, context) -> Struct | (Struct, payload)`.
 They raise `RemoteError(code, message)` for expected failures; any other exception is
 logged and reported to the caller as code "internal".
+
+A NOTIFY frame is a one-way message: its handler (`register_notify`) is a plain function
+run at once, in arrival order, with no task and no reply. Raft uses it: its messages are
+best-effort and answered by other messages, so an RPC reply per batch only doubled the
+frames each process sends and receives.
 """
 
 import asyncio
@@ -44,6 +49,7 @@ class CallContext:
 
 Reply = msgspec.Struct | tuple[msgspec.Struct, Buffer]
 Handler = Callable[[Any, memoryview, CallContext], Awaitable[Reply]]
+NotifyHandler = Callable[[Any, memoryview, CallContext], object]
 
 
 class Router:
@@ -51,19 +57,30 @@ class Router:
 
     def __init__(self) -> None:
         self._handlers: dict[type[msgspec.Struct], Handler] = {}
+        self._notify_handlers: dict[type[msgspec.Struct], NotifyHandler] = {}
         self._decoder: msgspec.msgpack.Decoder[Any] | None = None
 
     def register(self, request_type: type[msgspec.Struct], handler: Handler) -> None:
-        if not request_type.__struct_config__.tag:
-            raise TypeError(f"{request_type.__name__} must be declared with tag=True")
-        if request_type in self._handlers:
-            raise ValueError(f"{request_type.__name__} already has a handler")
+        self._check_new(request_type, self._handlers)
         self._handlers[request_type] = handler
         self._decoder = None
 
+    def register_notify(self, message_type: type[msgspec.Struct], handler: NotifyHandler) -> None:
+        """`handler` runs for each NOTIFY frame carrying a `message_type` (no reply)."""
+        self._check_new(message_type, self._notify_handlers)
+        self._notify_handlers[message_type] = handler
+        self._decoder = None
+
+    @staticmethod
+    def _check_new(message_type: type[msgspec.Struct], handlers: dict[Any, Any]) -> None:
+        if not message_type.__struct_config__.tag:
+            raise TypeError(f"{message_type.__name__} must be declared with tag=True")
+        if message_type in handlers:
+            raise ValueError(f"{message_type.__name__} already has a handler")
+
     def decode(self, body: memoryview) -> msgspec.Struct:
         if self._decoder is None:
-            types = tuple(self._handlers)
+            types = tuple(dict.fromkeys([*self._handlers, *self._notify_handlers]))
             union = types[0] if len(types) == 1 else Union.__getitem__(types)
             self._decoder = msgspec.msgpack.Decoder(union)
         request: msgspec.Struct = self._decoder.decode(body)
@@ -71,6 +88,9 @@ class Router:
 
     def handler_for(self, request: msgspec.Struct) -> Handler:
         return self._handlers[type(request)]
+
+    def notify_handler_for(self, message: msgspec.Struct) -> NotifyHandler:
+        return self._notify_handlers[type(message)]
 
 
 def ping_handler(node_id: str) -> Handler:
@@ -108,6 +128,8 @@ class _Session:
             self._authenticate(frame)
         elif frame.kind == FrameKind.REQUEST:
             self._start_request(frame)
+        elif frame.kind == FrameKind.NOTIFY:
+            self._notify(frame)
         elif frame.kind == FrameKind.CANCEL:
             task = self._tasks.get(frame.request_id)
             if task is not None:
@@ -155,6 +177,24 @@ class _Session:
         task = asyncio.get_running_loop().create_task(self._run(frame))
         self._tasks[frame.request_id] = task
         task.add_done_callback(self._forget_task(frame.request_id))
+
+    def _notify(self, frame: Frame) -> None:
+        """Run a one-way message's handler now; failures are counted, never answered."""
+        method = "?"
+        try:
+            message = self._server.router.decode(frame.body)
+            method = type(message).__name__
+            handler = self._server.router.notify_handler_for(message)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+            CALLS_SERVED.labels(method=method, outcome="bad_request").inc()
+            return
+        try:
+            handler(message, frame.payload, CallContext(self._peer_node_id, 0))
+        except Exception:
+            CALLS_SERVED.labels(method=method, outcome="internal").inc()
+            log.exception("wire.notify_failed method=%s", method)
+            return
+        CALLS_SERVED.labels(method=method, outcome="ok").inc()
 
     def _forget_task(self, request_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_task: asyncio.Task[None]) -> None:

@@ -44,7 +44,18 @@ class Empty(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class Note(msgspec.Struct, frozen=True, tag=True):
+    seq: int
+
+
 handler_cancelled: dict[float, asyncio.Event] = {}
+notes_seen: list[tuple[int, bytes, str]] = []
+
+
+def note_handler(message: Note, payload: memoryview, ctx: CallContext) -> None:
+    if message.seq < 0:
+        raise ValueError("handler bug")
+    notes_seen.append((message.seq, bytes(payload), ctx.peer_node_id))
 
 
 async def sleep_handler(request: Sleep, _payload: memoryview, _ctx: CallContext) -> Reply:
@@ -67,6 +78,7 @@ def make_router() -> Router:
     router.register(Ping, ping_handler("server-1"))
     router.register(Sleep, sleep_handler)
     router.register(Fail, fail_handler)
+    router.register_notify(Note, note_handler)
     return router
 
 
@@ -109,6 +121,36 @@ async def test_64_mib_payload_both_ways(server: RpcServer) -> None:
     assert len(echoed) == len(payload)
     assert echoed == memoryview(payload)
     conn.close()
+
+
+async def test_notify_is_one_way_in_order_and_survives_bad_messages(server: RpcServer) -> None:
+    """NOTIFY frames run their handler in arrival order with no reply; one whose type has
+    no notify handler, or whose handler fails, is dropped without closing anything."""
+    notes_seen.clear()
+    conn = await connect(server)
+    await conn.notify(Ping(note="has only a call handler"))
+    for seq in range(200):
+        if seq == 100:
+            await conn.notify(Note(seq=-1))  # the handler raises
+        await conn.notify(Note(seq=seq), seq.to_bytes(2, "big"))
+    # A call after the notes is answered after they ran: one connection, one order.
+    reply, _ = await conn.call(Ping(note="after"), Pong)
+    assert reply.note == "after"
+    assert notes_seen == [(i, i.to_bytes(2, "big"), "client-1") for i in range(200)]
+    assert conn.in_flight == 0 and not conn.closed
+    conn.close()
+
+
+async def test_pool_notify_to_itself_skips_the_socket() -> None:
+    notes_seen.clear()
+    pool = RpcPool("node-1", KEY)
+    pool.serve_locally("127.0.0.1:1", make_router())  # nothing listens there
+    await pool.notify("127.0.0.1:1", Note(seq=7), b"x")
+    assert notes_seen == [(7, b"x", "node-1")]
+    with pytest.raises(RemoteError) as info:
+        await pool.notify("127.0.0.1:1", Ping())
+    assert info.value.code == "bad_request"
+    await pool.close()
 
 
 async def test_deadline_raises_and_cancels_the_remote_handler(server: RpcServer) -> None:
