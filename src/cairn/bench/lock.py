@@ -13,7 +13,9 @@ Workloads, the same for the three systems (3 replicas each, fsync on):
 
 Clients: Cairn through `cairn.client.locks.LockClient` (RPC); etcd through its JSON
 gateway (`/v3/lease/grant`, `/v3/lock/lock`, `/v3/lock/unlock`); ZooKeeper through kazoo
-(threads, one client per worker). A missing peer is reported and skipped; Cairn runs alone.
+(one client per name, spread over `ZK_PROCESSES` worker processes). Every system gets
+`WARMUP_S` of the contended load before it is measured. A missing peer is reported and
+skipped; Cairn runs alone.
 """
 
 import asyncio
@@ -44,7 +46,9 @@ TTL_S = 2.0
 THROUGHPUT_TTL_S = 30.0
 FAILOVER_WAIT_S = 30.0
 HOLD_BEFORE_KILL_S = 1.0
-WARMUP_S = 0.5
+WARMUP_S = 5.0
+"""Before the contended case of every system: ZooKeeper's JVM needs seconds of load before
+its JIT settles (a 0.5 s warm-up measured it at half its speed)."""
 
 Cycle = Callable[[], Awaitable[float]]
 """One acquire+release; returns the acquire latency in seconds."""
@@ -181,65 +185,108 @@ async def _bench_etcd(
 # -- ZooKeeper -------------------------------------------------------------------------
 
 
-def _bench_zookeeper(
-    zk: ZooKeeperEnsemble, seconds: float, progress: Callable[[str], None]
-) -> dict[str, Any]:
+ZK_PROCESSES = CONTENDED_CLIENTS
+"""kazoo is pure Python with a thread per client: its clients are spread over this many
+worker processes, so that ZooKeeper is measured rather than one interpreter's GIL (in
+one process, with threads, the contended case measured about half as fast)."""
+
+
+def _zookeeper_worker(
+    hosts: str, names: list[str], warmup_s: float, run_s: float, start: Any, out: Any
+) -> None:
+    """One worker process: a kazoo client per name, cycling its Lock recipe for `warmup_s`
+    then `run_s` seconds from the moment `start` is set; puts the measured latencies."""
     from kazoo.client import KazooClient  # optional dependency (dev extra)
 
-    clients = []
-    for _ in range(UNCONTENDED_NAMES):
-        client = KazooClient(hosts=zk.hosts, timeout=THROUGHPUT_TTL_S)
+    clients = [KazooClient(hosts=hosts, timeout=THROUGHPUT_TTL_S) for _ in names]
+    for client in clients:
         client.start(timeout=30)
-        clients.append(client)
+    out.put("ready")
+    start.wait()
+    measure_from = time.perf_counter() + warmup_s
+    deadline = measure_from + run_s
+    latencies: list[float] = []
+    errors = 0
+    guard = threading.Lock()
 
-    def drive(names: list[str], run_s: float) -> dict[str, Any]:
-        latencies: list[float] = []
-        errors = 0
-        guard = threading.Lock()
-        deadline = time.perf_counter() + run_s
-
-        def worker(client: Any, name: str) -> None:
-            nonlocal errors
-            recipe = client.Lock(f"/locks/{name}")
-            while time.perf_counter() < deadline:
-                try:
-                    started = time.perf_counter()
-                    recipe.acquire()
-                    latency = time.perf_counter() - started
-                    recipe.release()
-                except Exception:
-                    with guard:
-                        errors += 1
-                    continue
+    def cycle(client: Any, name: str) -> None:
+        nonlocal errors
+        recipe = client.Lock(f"/locks/{name}")
+        while (now := time.perf_counter()) < deadline:
+            try:
+                recipe.acquire()
+                latency = time.perf_counter() - now
+                recipe.release()
+            except Exception:
+                with guard:
+                    errors += 1
+                continue
+            if now >= measure_from:
                 with guard:
                     latencies.append(latency)
 
-        threads = [
-            threading.Thread(target=worker, args=(c, n))
-            for c, n in zip(clients, names, strict=False)
+    pairs = zip(clients, names, strict=True)
+    threads = [threading.Thread(target=cycle, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.stop()
+        client.close()
+    out.put((latencies, errors))
+
+
+def _bench_zookeeper(
+    zk: ZooKeeperEnsemble, seconds: float, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+
+    def drive(names: list[str], warmup_s: float) -> dict[str, Any]:
+        shares = [names[k::ZK_PROCESSES] for k in range(ZK_PROCESSES)]
+        start = context.Event()
+        out = context.Queue()
+        workers = [
+            context.Process(
+                target=_zookeeper_worker, args=(zk.hosts, share, warmup_s, seconds, start, out)
+            )
+            for share in shares
+            if share
         ]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        for worker in workers:
+            worker.start()
+        try:
+            for _ in workers:
+                assert out.get(timeout=120) == "ready"
+            start.set()
+            reports = [out.get(timeout=warmup_s + seconds + 120) for _ in workers]
+        finally:
+            for worker in workers:
+                worker.join(timeout=30)
+                if worker.is_alive():
+                    worker.kill()
+        latencies = [latency for report in reports for latency in report[0]]
         return {
-            "clients": len(threads),
+            "clients": len(names),
             "cycles": len(latencies),
-            "errors": errors,
-            "cycles_per_s": len(latencies) / elapsed,
+            "errors": sum(report[1] for report in reports),
+            "cycles_per_s": len(latencies) / seconds,
             **{f"acquire_{k}": v for k, v in summarize_ms(latencies).items()},
         }
 
+    progress(f"zookeeper: {CONTENDED_CLIENTS} clients on one name (after a {WARMUP_S:g} s warm-up)")
+    result = {"contended": drive(["hot"] * CONTENDED_CLIENTS, WARMUP_S)}
+    progress(f"zookeeper: {UNCONTENDED_NAMES} names")
+    result["uncontended"] = drive([f"name-{i}" for i in range(UNCONTENDED_NAMES)], 0.5)
+    progress("zookeeper: failover after kill -9 of a holder")
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=zk.hosts, timeout=THROUGHPUT_TTL_S)
+    client.start(timeout=30)
     try:
-        drive(["hot"] * CONTENDED_CLIENTS, WARMUP_S)
-        progress(f"zookeeper: {CONTENDED_CLIENTS} clients on one name")
-        result = {"contended": drive(["hot"] * CONTENDED_CLIENTS, seconds)}
-        progress(f"zookeeper: {UNCONTENDED_NAMES} names")
-        result["uncontended"] = drive([f"name-{i}" for i in range(UNCONTENDED_NAMES)], seconds)
-        progress("zookeeper: failover after kill -9 of a holder")
-        recipe = clients[0].Lock("/locks/failover")
+        recipe = client.Lock("/locks/failover")
 
         async def wait() -> object:
             return await asyncio.to_thread(recipe.acquire)
@@ -247,9 +294,8 @@ def _bench_zookeeper(
         result["failover"] = asyncio.run(_failover("zookeeper", [zk.hosts], wait))
         recipe.release()
     finally:
-        for client in clients:
-            client.stop()
-            client.close()
+        client.stop()
+        client.close()
     return result
 
 
@@ -372,7 +418,8 @@ def run_lock_bench(
             "uncontended_names": UNCONTENDED_NAMES,
             "failover_ttl_s": TTL_S,
             "seconds_per_case": seconds,
-            "load_generator": f"one process, asyncio ({loop_name}); kazoo in threads",
+            "load_generator": f"Cairn and etcd: one process, asyncio ({loop_name}); "
+            f"kazoo: {ZK_PROCESSES} processes, a thread per client",
             "cpu_count": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
         },
