@@ -71,6 +71,7 @@ undecodable entry gives `None`. Broken invariants are `AssertionError`s (bugs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -394,6 +395,10 @@ class LockStateMachine:
         self._sessions: dict[int, _Session] = {}
         self._locks: dict[str, _Lock] = {}
         self._requests_count = 0
+        self.on_result: Callable[[Result], None] | None = None
+        """Called with each applied command's result, as it is applied (the leader's lock
+        service pushes grants from it one event-loop turn sooner than through the
+        proposer). It must not change this machine: replicas must stay identical."""
 
     # -- Raft driver interface ---------------------------------------------------------------
 
@@ -405,7 +410,10 @@ class LockStateMachine:
             request = decode_request(data)
         except MalformedCommand:
             return None
-        return request, self.execute(request.command)
+        result = self.execute(request.command)
+        if self.on_result is not None:
+            self.on_result(result)
+        return request, result
 
     def mark_applied(self, index: int) -> None:
         """A committed entry with no command (no-op, membership change) at `index`."""

@@ -267,10 +267,14 @@ class LockService:
         self._term = term
         self._opened = 0
         self._expiring.clear()
+        self._root().locks.on_result = self._observe  # grants pushed as they apply
         log_event(log, "lock.leader", term=term, sessions=len(sessions))
 
     def _step_down(self) -> None:
         log_event(log, "lock.step_down", term=self._term)
+        group = self._host.groups.get(ROOT_GROUP_ID)
+        if group is not None and isinstance(group.machine, RootMachine):
+            group.machine.locks.on_result = None
         self._tracker = None
         self._term = 0
         self._expiring.clear()
