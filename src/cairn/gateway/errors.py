@@ -41,6 +41,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "TooManyVersions": 400,
     "RequestTimeout": 400,
     "InvalidRange": 416,
+    "PreconditionFailed": 412,
     "MethodNotAllowed": 405,
     "ServiceUnavailable": 503,
     "SlowDown": 503,

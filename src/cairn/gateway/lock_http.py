@@ -50,7 +50,7 @@ from cairn.gateway.keys import authorization_matches
 from cairn.gateway.native_http import PREFIX, error_response
 from cairn.meta.buckets import Bucket, StoragePolicy, VersioningState
 from cairn.meta.directory import ROOT_GROUP_ID
-from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult
+from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult, WriteCondition
 from cairn.meta.locks import LOCK_NAME_BYTES_MAX, LockInfo
 from cairn.meta.manifest import Manifest
 from cairn.node.lock_messages import (
@@ -154,10 +154,15 @@ class FencedMeta:
         await self.meta.delete_bucket(name, owner, settle_seconds)
 
     async def put_object(
-        self, bucket: str, key: str, manifest: Manifest, versioning: VersioningState
+        self,
+        bucket: str,
+        key: str,
+        manifest: Manifest,
+        versioning: VersioningState,
+        condition: WriteCondition | None = None,
     ) -> PutResult:
         await self.check_fence()
-        return await self.meta.put_object(bucket, key, manifest, versioning)
+        return await self.meta.put_object(bucket, key, manifest, versioning, condition)
 
     async def delete_object(
         self,

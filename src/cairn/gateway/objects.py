@@ -48,7 +48,13 @@ from cairn.meta.buckets import (
     StoragePolicy,
     validate_bucket_name,
 )
-from cairn.meta.index import OBJECT_KEY_BYTES_MAX, DeleteResult, ListPage, ObjectVersion
+from cairn.meta.index import (
+    OBJECT_KEY_BYTES_MAX,
+    DeleteResult,
+    ListPage,
+    ObjectVersion,
+    WriteCondition,
+)
 from cairn.meta.manifest import (
     CONTENT_TYPE_BYTES_MAX,
     INLINE_BYTES_MAX,
@@ -229,11 +235,13 @@ class ObjectService:
         expected_size: int | None = None,
         content_headers: dict[str, str] | None = None,
         checksums: Callable[[], dict[str, str]] | None = None,
+        condition: WriteCondition | None = None,
     ) -> PutOutcome:
         """Store an object (see `write_path`). `expected_size` (the Content-Length) is
         checked against the body's real length before anything commits. `content_headers`
         and `checksums` go into the manifest (`checksums` is called once the body ended:
-        the S3 front end verifies them as the body streams)."""
+        the S3 front end verifies them as the body streams). `condition` is checked when
+        the manifest commits, atomically with it (a failed one leaves chunks for GC)."""
         level = level or self.default_level
         content_type = content_type or DEFAULT_CONTENT_TYPE
         metadata = metadata or {}
@@ -278,7 +286,9 @@ class ObjectService:
             )
             await self._keep_chunks_alive(stored, started, level)
             bucket = await self._writable_bucket(bucket_name)  # a delete may have begun
-        result = await self.meta.put_object(bucket_name, key, manifest, bucket.versioning)
+        result = await self.meta.put_object(
+            bucket_name, key, manifest, bucket.versioning, condition
+        )
         return PutOutcome(
             etag=manifest.etag,
             size=manifest.size,

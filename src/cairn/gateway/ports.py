@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from cairn.meta.buckets import Bucket, StoragePolicy, VersioningState
-from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult
+from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult, WriteCondition
 from cairn.meta.manifest import Manifest
 from cairn.node.chunk_client import Level
 
@@ -29,7 +29,12 @@ class MetaPort(Protocol):
     async def delete_bucket(self, name: str, owner: str, settle_seconds: float = 0.0) -> None: ...
 
     async def put_object(
-        self, bucket: str, key: str, manifest: Manifest, versioning: VersioningState
+        self,
+        bucket: str,
+        key: str,
+        manifest: Manifest,
+        versioning: VersioningState,
+        condition: WriteCondition | None = None,
     ) -> PutResult: ...
 
     async def delete_object(

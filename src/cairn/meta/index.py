@@ -128,6 +128,12 @@ class TooManyVersions(ObjectIndexError):
     code = "TooManyVersions"
 
 
+class PreconditionFailed(ObjectIndexError):
+    """A conditional write whose condition did not hold when its command applied."""
+
+    code = "PreconditionFailed"
+
+
 class ObjectVersion(msgspec.Struct, frozen=True):
     """A version of a key; `manifest` None is a delete marker."""
 
@@ -172,11 +178,22 @@ class ListPage(msgspec.Struct, frozen=True):
 # Commands ---------------------------------------------------------------------------------
 
 
+class WriteCondition(msgspec.Struct, frozen=True):
+    """S3's conditional write, checked when the put applies, so it is a compare-and-set:
+    of two conditional writes racing for one key, exactly one can win."""
+
+    if_none_match: bool = False
+    """`If-None-Match: *`: only if the key has no current object."""
+    if_match: str | None = None
+    """`If-Match`: only if the current object's ETag is this (no quotes; `*`: any)."""
+
+
 class PutObject(msgspec.Struct, tag="put", frozen=True):
     bucket: str
     key: str
     manifest: Manifest
     versioning: VersioningState
+    condition: WriteCondition | None = None
 
 
 class DeleteObject(msgspec.Struct, tag="delete", frozen=True):
@@ -498,6 +515,8 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         encoded = self._key(command.bucket, command.key)
         validate(command.manifest)
         old = self._versions.get(encoded, [])
+        if command.condition is not None:
+            _check_condition(command, old)
         if command.versioning == VersioningState.ENABLED:
             if len(old) >= VERSIONS_PER_KEY_MAX:
                 raise TooManyVersions(f"{command.bucket}/{command.key}")
@@ -590,3 +609,20 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             self._replace(bucket, entry.encoded_key, entry.versions)
         self.uploads.restore(snap.uploads, snap.completed_uploads)
         self.applied_index = snap.applied_index
+
+
+def _check_condition(command: PutObject, versions: list[ObjectVersion]) -> None:
+    """Raise unless `command.condition` holds for the key's current object (its newest
+    version, unless that is a delete marker)."""
+    condition = command.condition
+    assert condition is not None
+    current = versions[-1] if versions and not versions[-1].is_delete_marker else None
+    name = f"{command.bucket}/{command.key}"
+    if condition.if_none_match and current is not None:
+        raise PreconditionFailed(f"{name} exists (If-None-Match: *)")
+    if condition.if_match is not None:
+        if current is None:
+            raise NoSuchKey(name)
+        assert current.manifest is not None  # not a delete marker
+        if condition.if_match not in ("*", current.manifest.etag):
+            raise PreconditionFailed(f"{name} has another ETag than If-Match names")

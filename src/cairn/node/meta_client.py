@@ -48,6 +48,7 @@ from cairn.meta.index import (
     ObjectVersion,
     PutObject,
     PutResult,
+    WriteCondition,
     encode_command,
     encode_key,
 )
@@ -305,10 +306,15 @@ class MetaClient:
 
     # -- objects -----------------------------------------------------------------------
     async def put_object(
-        self, bucket: str, key: str, manifest: Manifest, versioning: VersioningState
+        self,
+        bucket: str,
+        key: str,
+        manifest: Manifest,
+        versioning: VersioningState,
+        condition: WriteCondition | None = None,
     ) -> PutResult:
         return await self.routed(
-            bucket, key, PutObject(bucket, key, manifest, versioning), PutResult
+            bucket, key, PutObject(bucket, key, manifest, versioning, condition), PutResult
         )
 
     async def delete_object(

@@ -6,6 +6,7 @@ v2 with pagination, delimiters and URL encoding, presigned GET and PUT and their
 aiohttp), the `Authorization: AWS` V2 header, and bucket ownership with a second user
 made by `cairn user`."""
 
+import concurrent.futures
 import datetime
 import hashlib
 import json
@@ -38,7 +39,11 @@ SMALL = b"small object body"
 
 
 def code_of(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
-    response = error.value.response
+    return code_of_error(error.value)
+
+
+def code_of_error(error: ClientError) -> tuple[str, int]:
+    response = error.response
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
@@ -197,6 +202,41 @@ def test_conditional_gets(s3: S3Cluster, bucket: str) -> None:
         with pytest.raises(ClientError) as failed:
             client.get_object(Bucket=bucket, Key="cond", **kwargs)
         assert code_of(failed) == expected, kwargs
+
+
+def test_conditional_writes(s3: S3Cluster, bucket: str) -> None:
+    """If-None-Match: * creates only; If-Match replaces only the named ETag; both are
+    decided where the manifest commits, so racing writers cannot both win."""
+    client = s3.client()
+    first = client.put_object(Bucket=bucket, Key="cas", Body=LARGE, IfNoneMatch="*")
+    with pytest.raises(ClientError) as exists:
+        client.put_object(Bucket=bucket, Key="cas", Body=SMALL, IfNoneMatch="*")
+    assert code_of(exists) == ("PreconditionFailed", 412)
+    assert client.get_object(Bucket=bucket, Key="cas")["Body"].read() == LARGE
+    second = client.put_object(Bucket=bucket, Key="cas", Body=SMALL, IfMatch=first["ETag"])
+    with pytest.raises(ClientError) as stale:
+        client.put_object(Bucket=bucket, Key="cas", Body=b"late", IfMatch=first["ETag"])
+    assert code_of(stale) == ("PreconditionFailed", 412)
+    assert client.get_object(Bucket=bucket, Key="cas")["ETag"] == second["ETag"]
+    with pytest.raises(ClientError) as missing:
+        client.put_object(Bucket=bucket, Key="no-such-key", Body=SMALL, IfMatch=second["ETag"])
+    assert code_of(missing) == ("NoSuchKey", 404)
+
+    def create(n: int) -> bool:
+        try:
+            s3.client().put_object(
+                Bucket=bucket, Key="race", Body=f"writer {n}".encode(), IfNoneMatch="*"
+            )
+        except ClientError as error:
+            assert code_of_error(error) == ("PreconditionFailed", 412)
+            return False
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        won = [n for n, ok in enumerate(pool.map(create, range(8))) if ok]
+    assert len(won) == 1, won
+    body = client.get_object(Bucket=bucket, Key="race")["Body"].read()
+    assert body == f"writer {won[0]}".encode()
 
 
 def test_response_header_overrides(s3: S3Cluster, bucket: str) -> None:

@@ -299,6 +299,10 @@ def test_unsupported_operations(s3: S3Cluster, bucket: str) -> None:
     assert (answer.status, answer.code) == (405, "MethodNotAllowed")
     answer = exchange(s3, signed_head(s3, "PUT", f"/{bucket}?versioning"))
     assert (answer.status, answer.code) == (501, "NotImplemented")
+    # S3 takes only `*` in a write's If-None-Match.
+    head = signed_head(s3, "PUT", f"/{bucket}/cond", headers={"If-None-Match": '"abc"'})
+    answer = exchange(s3, head)
+    assert (answer.status, answer.code) == (501, "NotImplemented")
 
 
 def test_huge_headers(s3: S3Cluster, bucket: str) -> None:

@@ -163,6 +163,15 @@ def test_complete_errors(s3: S3Cluster, bucket: str) -> None:
     assert complete([(1, small["ETag"]), (3, big["ETag"])]) == ("InvalidPart", 400)
     assert complete([(1, big["ETag"])]) == ("InvalidPart", 400)
     assert complete([(1, small["ETag"]), (2, big["ETag"])]) == ("EntityTooSmall", 400)
+    with pytest.raises(ClientError) as conditional:  # refused, never silently ignored
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": big["ETag"]}]},
+            IfNoneMatch="*",
+        )
+    assert code_of(conditional) == ("NotImplemented", 501)
     # MalformedXML: a body that is not a CompleteMultipartUpload document
     url = s3.client(signature_version="s3v4").generate_presigned_url(
         "complete_multipart_upload",

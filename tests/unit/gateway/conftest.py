@@ -33,6 +33,7 @@ from cairn.meta.index import (
     ObjectVersion,
     PutObject,
     PutResult,
+    WriteCondition,
     encode_command,
 )
 from cairn.meta.machine import MetaError
@@ -82,11 +83,16 @@ class FakeMeta:
             raise
 
     async def put_object(
-        self, bucket: str, key: str, manifest: Manifest, versioning: VersioningState
+        self,
+        bucket: str,
+        key: str,
+        manifest: Manifest,
+        versioning: VersioningState,
+        condition: WriteCondition | None = None,
     ) -> PutResult:
         self.puts += 1
         return self._apply(  # type: ignore[no-any-return]
-            self.index, encode_command(PutObject(bucket, key, manifest, versioning))
+            self.index, encode_command(PutObject(bucket, key, manifest, versioning, condition))
         )
 
     async def delete_object(

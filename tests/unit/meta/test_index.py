@@ -32,9 +32,11 @@ from cairn.meta.index import (
     ListPage,
     NoSuchKey,
     NoSuchVersion,
+    PreconditionFailed,
     PutObject,
     PutResult,
     ShrinkRange,
+    WriteCondition,
     encode_command,
     encode_key,
 )
@@ -166,6 +168,37 @@ def test_keys_outside_the_range_and_bad_keys_are_refused() -> None:
     with pytest.raises(CommandFormatError):
         encode_command(PutObject("bkt", "\udc80", inline(b""), OFF))
     assert s.shard.applied_index == s.index, "rejected commands still count as applied"
+
+
+def test_conditional_puts_compare_and_set_the_current_object() -> None:
+    s = Shard()
+    create = WriteCondition(if_none_match=True)
+
+    def put_if(
+        key: str, data: bytes, condition: WriteCondition, versioning: VersioningState = OFF
+    ) -> object:
+        return s.run(PutObject("bkt", key, inline(data), versioning, condition))
+
+    assert isinstance(put_if("a", b"1", create), PutResult)
+    refused = put_if("a", b"2", create)
+    assert isinstance(refused, PreconditionFailed) and refused.code == "PreconditionFailed"
+    assert s.shard.head("bkt", "a").manifest == inline(b"1"), "a refused put changes nothing"
+    etag_1 = etag_of_bytes(b"1")
+    assert isinstance(put_if("a", b"3", WriteCondition(if_match=etag_1)), PutResult)
+    assert isinstance(put_if("a", b"4", WriteCondition(if_match=etag_1)), PreconditionFailed)
+    assert isinstance(put_if("a", b"5", WriteCondition(if_match="*")), PutResult)
+    assert isinstance(put_if("missing", b"x", WriteCondition(if_match="*")), NoSuchKey)
+    assert s.shard.head("bkt", "a").manifest == inline(b"5")
+    # A delete marker is no current object: create-only succeeds over it, If-Match does not.
+    assert isinstance(put_if("v", b"1", create, ON), PutResult)
+    s.delete("v", ON)
+    assert isinstance(put_if("v", b"2", WriteCondition(if_match="*"), ON), NoSuchKey)
+    assert isinstance(put_if("v", b"2", create, ON), PutResult)
+    assert len(s.shard.versions("bkt", "v")) == 3
+    # The condition travels in the log entry: an entry written without one still decodes.
+    plain = encode_command(PutObject("bkt", "a", inline(b"6"), OFF))
+    s.index += 1
+    assert isinstance(s.shard.apply(s.index, plain), PutResult)
 
 
 def test_unknown_command_format_is_a_typed_result() -> None:

@@ -24,6 +24,7 @@ import email.utils
 from collections.abc import Mapping
 
 from cairn.gateway.s3.errors import S3Error
+from cairn.meta.index import WriteCondition
 
 HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
 COPY_SOURCE_HEADERS = tuple(f"x-amz-copy-source-{name}" for name in HEADERS)
@@ -98,3 +99,22 @@ def request_conditions(headers: Mapping[str, str]) -> dict[str, str]:
 def copy_source_conditions(headers: Mapping[str, str]) -> dict[str, str]:
     prefix = len("x-amz-copy-source-")
     return {name[prefix:]: headers[name] for name in COPY_SOURCE_HEADERS if name in headers}
+
+
+def write_condition(headers: Mapping[str, str]) -> WriteCondition | None:
+    """`If-None-Match: *` and `If-Match: "etag"` of a PUT, as S3 takes them (400 for an
+    empty If-Match, 501 for an If-None-Match other than `*`, as S3 answers)."""
+    none_match = headers.get("if-none-match")
+    match = headers.get("if-match")
+    if none_match is None and match is None:
+        return None
+    if none_match is not None and none_match.strip() != "*":
+        raise S3Error("NotImplemented", "If-None-Match on a write supports only *")
+    etag = None
+    if match is not None:
+        etag = match.strip()
+        if etag != "*":
+            etag = etag.removeprefix("W/").strip('"')
+        if not etag:
+            raise S3Error("InvalidArgument", "If-Match needs an ETag")
+    return WriteCondition(if_none_match=none_match is not None, if_match=etag)

@@ -294,6 +294,10 @@ class MultipartHandlers:
 
     # -- complete ----------------------------------------------------------------------
     async def complete(self, request: S3Request) -> web.StreamResponse:
+        if "if-match" in request.headers or "if-none-match" in request.headers:
+            # Refused, not ignored: a caller relying on the condition must not get a
+            # silent overwrite. (PutObject takes both; see `conditions.write_condition`.)
+            raise S3Error("NotImplemented", "conditional CompleteMultipartUpload")
         upload_id = _upload_id(request)
         bucket = await _writable(request)
         parts = mxml.parse_complete(await request.small_body())

@@ -9,7 +9,9 @@ outcome to S3's headers. The object service (`gateway.objects`) does the storage
   checks) into `ObjectService.put`, which commits the manifest only after the body
   iterator ended, so a failed check leaves nothing visible. The verified checksum is
   stored in the manifest and returned on GET/HEAD with `x-amz-checksum-mode: ENABLED`.
-  Single PUTs are limited to `PUT_OBJECT_BYTES_MAX` (5 GiB), as in S3.
+  Single PUTs are limited to `PUT_OBJECT_BYTES_MAX` (5 GiB), as in S3. `If-None-Match: *`
+  and `If-Match` make it a conditional write, checked in the index shard as the manifest
+  commits (412 PreconditionFailed; If-Match on a missing key: 404 NoSuchKey).
 - GetObject/HeadObject evaluate the conditional headers (`conditions`) against the
   manifest; Range (`bytes=a-b`, `a-`, `-n`) gives 206 with Content-Range, an
   unsatisfiable one 416; `response-*` parameters override response headers. The first
@@ -36,7 +38,12 @@ from aiohttp import web
 from cairn.gateway.errors import api_error
 from cairn.gateway.ranges import content_range, parse_range_header
 from cairn.gateway.s3 import xml
-from cairn.gateway.s3.conditions import copy_source_conditions, evaluate, request_conditions
+from cairn.gateway.s3.conditions import (
+    copy_source_conditions,
+    evaluate,
+    request_conditions,
+    write_condition,
+)
 from cairn.gateway.s3.context import S3Request, bucket_for, xml_response
 from cairn.gateway.s3.errors import S3Error, from_code
 from cairn.gateway.s3.headers import attributes_from, http_date, object_headers
@@ -61,8 +68,7 @@ def _not_modified(manifest: Manifest) -> web.Response:
 
 # -- PUT ------------------------------------------------------------------------------------
 async def put_object(request: S3Request) -> web.StreamResponse:
-    if "if-match" in request.headers or "if-none-match" in request.headers:
-        raise S3Error("NotImplemented", "conditional writes are not supported")
+    condition = write_condition(request.headers)
     bucket = await bucket_for(request)
     attributes = attributes_from(request.headers, request.lines)
     body = request.body()
@@ -80,6 +86,7 @@ async def put_object(request: S3Request) -> web.StreamResponse:
         expected_size=body.size,
         content_headers=attributes.content_headers,
         checksums=body.verified_checksums,
+        condition=condition,
     )
     headers = {"ETag": f'"{outcome.etag}"'}
     for algorithm, value in body.checksums.items():
