@@ -66,6 +66,8 @@ from cairn.meta.machine import (
 )
 from cairn.meta.manifest import Manifest, validate
 from cairn.meta.uploads import (
+    AbortBucketUploads,
+    AbortBucketUploadsResult,
     AbortResult,
     AbortUpload,
     CompletedEntry,
@@ -210,7 +212,7 @@ class ShrinkRange(msgspec.Struct, tag="shrink", frozen=True):
     end: bytes
 
 
-IndexCommand = PutObject | DeleteObject | ShrinkRange | UploadCommand
+IndexCommand = PutObject | DeleteObject | ShrinkRange | UploadCommand | AbortBucketUploads
 
 
 class PutResult(msgspec.Struct, frozen=True):
@@ -480,6 +482,8 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             return self._delete(command)
         if isinstance(command, ShrinkRange):
             return self._shrink(command)
+        if isinstance(command, AbortBucketUploads):
+            return AbortBucketUploadsResult(self.uploads.abort_bucket(command.bucket))
         return self._upload_command(command)
 
     def _upload_command(

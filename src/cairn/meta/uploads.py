@@ -190,6 +190,19 @@ class AbortUpload(msgspec.Struct, tag="upload_abort", frozen=True):
     upload_id: str
 
 
+class AbortBucketUploads(msgspec.Struct, tag="upload_abort_bucket", frozen=True):
+    """Forget every upload into `bucket` this shard holds: its delete is going through.
+    S3 deletes a bucket whatever uploads are in progress, and they go with it; left here,
+    a bucket created later under the same name (by anyone) would list them and could
+    complete them into itself."""
+
+    bucket: str
+
+
+class AbortBucketUploadsResult(msgspec.Struct, frozen=True):
+    aborted: int
+
+
 UploadCommand = CreateUpload | PutPart | CompleteUpload | AbortUpload
 
 
@@ -490,6 +503,13 @@ class UploadTable:
     def _drop(self, upload_id: str) -> None:
         upload = self._uploads.pop(upload_id)
         del self._order[bisect_left(self._order, (upload.encoded_key, upload_id))]
+
+    def abort_bucket(self, bucket: str) -> int:
+        """Drop every upload into `bucket`; how many there were."""
+        gone = [u for u, upload in self._uploads.items() if upload.info.bucket == bucket]
+        for upload_id in gone:
+            self._drop(upload_id)
+        return len(gone)
 
     def drop_from(self, end: bytes) -> int:
         """Forget every upload of a key at or after `end` (the shard shrank)."""

@@ -54,6 +54,7 @@ from cairn.meta.index import (
 )
 from cairn.meta.manifest import Manifest
 from cairn.meta.root import RootCommand, encode_root_command
+from cairn.meta.uploads import AbortBucketUploads, AbortBucketUploadsResult
 from cairn.node.internal_lock import LockBusy, hold_exclusive
 from cairn.node.meta_messages import (
     BucketGet,
@@ -270,10 +271,23 @@ class MetaClient:
             if settle_seconds > 0:
                 await asyncio.sleep(settle_seconds)  # the PUT deadline, see meta.buckets
             count = (await self.bucket_stats(name, "linearizable")).versions
+            if count == 0:
+                await self._abort_bucket_uploads(name)
             await self.propose_root(DeleteBucket(name, owner, count), Bucket | None)  # type: ignore[arg-type]
         except BaseException:
             await self.propose_root(CancelDelete(name), Bucket)
             raise
+
+    async def _abort_bucket_uploads(self, name: str) -> int:
+        """Abort the bucket's multipart uploads in every shard (the bucket is `deleting`
+        and empty, so no new upload can start and the delete is about to commit)."""
+        data = encode_command(AbortBucketUploads(name))
+        directory = await self.directory(refresh=True)
+        aborted = 0
+        for shard in directory.shards:
+            result = await self._propose(shard.group_id, data, AbortBucketUploadsResult)
+            aborted += result.aborted
+        return aborted
 
     # -- directory and routing ---------------------------------------------------------
     async def directory(self, refresh: bool = False) -> DirectoryReply:

@@ -240,6 +240,29 @@ def test_abort_and_list_multipart_uploads(s3: S3Cluster, bucket: str) -> None:
     assert code_of(aborted) == ("NoSuchUpload", 404)
 
 
+def test_deleting_a_bucket_takes_its_uploads_with_it(s3: S3Cluster) -> None:
+    """As in S3: uploads in progress do not keep a bucket alive, and they are gone with
+    it; a bucket created again under the name must not see (or complete) them."""
+    client = s3.client()
+    client.create_bucket(Bucket="short-lived")
+    upload_id = client.create_multipart_upload(Bucket="short-lived", Key="k")["UploadId"]
+    part = client.upload_part(
+        Bucket="short-lived", Key="k", UploadId=upload_id, PartNumber=1, Body=b"old data"
+    )
+    client.delete_bucket(Bucket="short-lived")
+    client.create_bucket(Bucket="short-lived")
+    assert client.list_multipart_uploads(Bucket="short-lived").get("Uploads", []) == []
+    with pytest.raises(ClientError) as gone:
+        client.complete_multipart_upload(
+            Bucket="short-lived",
+            Key="k",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        )
+    assert code_of(gone) == ("NoSuchUpload", 404)
+    client.delete_bucket(Bucket="short-lived")
+
+
 def test_upload_part_copy(s3: S3Cluster, bucket: str) -> None:
     client = s3.client()
     source = os.urandom(PART + 3 * MIB)

@@ -27,6 +27,8 @@ from cairn.meta.manifest import Manifest, etag_multipart
 from cairn.meta.uploads import (
     COMPLETED_REMEMBERED_MAX,
     PART_SIZE_BYTES_MIN,
+    AbortBucketUploads,
+    AbortBucketUploadsResult,
     AbortResult,
     AbortUpload,
     CompleteResult,
@@ -178,6 +180,20 @@ def test_live_chunk_ids_include_parts_until_abort() -> None:
     # completing moves the chunks from the upload to the object: live throughout
     s.complete(b, [(2, part(2, 10, "pb").etag)], key="b")
     assert s.shard.live_chunk_ids() == {cid("pb/0")}
+
+
+def test_aborting_a_buckets_uploads_leaves_other_buckets_alone() -> None:
+    s = Shard()
+    a, b = s.create("a"), s.create("b")
+    other = s.create("a", bucket="other")
+    s.put(a, part(1, 30, "pa", 3), key="a")
+    s.put(other, part(1, 10, "po"), key="a", bucket="other")
+    assert s.run(AbortBucketUploads("bkt")) == AbortBucketUploadsResult(2)
+    assert s.shard.live_chunk_ids() == {cid("po/0")}
+    for upload_id, key in ((a, "a"), (b, "b")):
+        assert isinstance(s.run(AbortUpload("bkt", key, upload_id)), NoSuchUpload)
+    assert s.run(AbortBucketUploads("bkt")) == AbortBucketUploadsResult(0)
+    assert s.run(AbortUpload("other", "a", other)) == AbortResult(1)
 
 
 def test_upload_ids_are_deterministic_and_distinct() -> None:
