@@ -3,14 +3,14 @@
 Theory of operation
 -------------------
 The core emits `Message`s addressed to node ids. `RaftTransport.send` drops each into the
-outbox of its destination; one sender task per peer takes everything queued (up to
-`batch_bytes_max`) and sends it as a single one-way `RaftBatch` (a NOTIFY frame) over the
-shared connection. So heartbeats and appends of all groups hosted on this node travel
-together, one frame per batch. There is no reply: Raft answers its messages with its own
+outbox of its destination and, when the peer's connection is open and its socket buffer
+has room, sends what is queued there at once as one one-way `RaftBatch` (a NOTIFY frame,
+up to `batch_bytes_max`); otherwise the peer's sender task connects, waits for the
+socket and sends everything queued, so heartbeats and appends of all groups hosted on
+this node travel together. There is no reply: Raft answers its messages with its own
 messages, so an acknowledgement per batch would only double the frames (it cost about a
-fifth of a busy leader's CPU). The sender waits only when the socket's buffer is full;
-meanwhile messages wait in the outbox (bounded by `outbox_messages_max`; past it the
-oldest are dropped - Raft retransmits whatever matters).
+fifth of a busy leader's CPU). Messages waiting in an outbox are bounded by
+`outbox_messages_max`; past it the oldest are dropped - Raft retransmits whatever matters.
 
 Delivery is best-effort, as Raft assumes: a batch that cannot be sent (peer down, in
 backoff, connection lost) is dropped and counted, never retried here. The receiving side
