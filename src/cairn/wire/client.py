@@ -21,7 +21,7 @@ from cairn.base.errors import AuthenticationError, DeadlineExceeded, PeerUnavail
 from cairn.runtime.rng import SystemRng
 from cairn.wire import auth
 from cairn.wire.frames import Frame, FrameKind, encode_frame
-from cairn.wire.messages import Auth, AuthOk, ErrorReply, Hello
+from cairn.wire.messages import DEADLINE_EXCEEDED, Auth, AuthOk, ErrorReply, Hello
 from cairn.wire.protocol import FrameProtocol
 from cairn.wire.stats import CALL_SECONDS
 
@@ -189,6 +189,11 @@ class RpcConnection:
         CALL_SECONDS.labels(method=method).observe(time.perf_counter() - started)
         if frame.kind == FrameKind.ERROR:
             error = msgspec.msgpack.decode(frame.body, type=ErrorReply)
+            if error.code == DEADLINE_EXCEEDED:
+                # The server's copy of our deadline fired first (the same instant, seen
+                # from two processes): the same event as our own timeout, so the same
+                # exception, and callers retry (or not) as they do for that.
+                raise DeadlineExceeded(f"{method} to {self.peer}: {error.message}")
             raise RemoteError(error.code, error.message)
         return msgspec.msgpack.decode(frame.body, type=response_type), frame.payload
 

@@ -7,6 +7,10 @@ name) is how the server tells request types apart in a msgpack body.
 
 import msgspec
 
+DEADLINE_EXCEEDED = "deadline_exceeded"
+"""The code of the ERROR a server sends when a handler passes the caller's deadline; the
+caller raises `DeadlineExceeded` for it, as for its own timeout."""
+
 
 class Hello(msgspec.Struct, frozen=True, tag=True):
     node_id: str

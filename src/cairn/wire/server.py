@@ -31,7 +31,7 @@ from cairn.monitor.logs import bind_request, log_event
 from cairn.runtime.rng import SystemRng
 from cairn.wire import auth
 from cairn.wire.frames import Frame, FrameKind, encode_frame
-from cairn.wire.messages import Auth, AuthOk, ErrorReply, Hello, Ping, Pong
+from cairn.wire.messages import DEADLINE_EXCEEDED, Auth, AuthOk, ErrorReply, Hello, Ping, Pong
 from cairn.wire.protocol import FrameProtocol
 from cairn.wire.stats import AUTH_FAILURES, CALLS_SERVED
 
@@ -221,7 +221,7 @@ class _Session:
                     reply = await handler(request, frame.payload, context)
             except TimeoutError:
                 CALLS_SERVED.labels(method=method, outcome="deadline").inc()
-                self._send_error(frame.request_id, "deadline_exceeded", "handler passed deadline")
+                self._send_error(frame.request_id, DEADLINE_EXCEEDED, "handler passed deadline")
                 return
             except RemoteError as exc:
                 CALLS_SERVED.labels(method=method, outcome=exc.code).inc()
