@@ -278,16 +278,12 @@ class MetaClient:
             await self.propose_root(CancelDelete(name), Bucket)
             raise
 
-    async def _abort_bucket_uploads(self, name: str) -> int:
+    async def _abort_bucket_uploads(self, name: str) -> None:
         """Abort the bucket's multipart uploads in every shard (the bucket is `deleting`
         and empty, so no new upload can start and the delete is about to commit)."""
         data = encode_command(AbortBucketUploads(name))
-        directory = await self.directory(refresh=True)
-        aborted = 0
-        for shard in directory.shards:
-            result = await self._propose(shard.group_id, data, AbortBucketUploadsResult)
-            aborted += result.aborted
-        return aborted
+        for shard in (await self.directory(refresh=True)).shards:
+            await self._propose(shard.group_id, data, AbortBucketUploadsResult)
 
     # -- directory and routing ---------------------------------------------------------
     async def directory(self, refresh: bool = False) -> DirectoryReply:

@@ -199,7 +199,7 @@ class RaftGroup:
             self._send(tuple(early))
         role = ready.soft_state.role
         persisting = self.storage.begin_persist(ready, inline=role == Role.FOLLOWER)
-        if persisting is not None and ready.soft_state.role == Role.LEADER:
+        if persisting is not None and role == Role.LEADER:
             # Committed entries are durable on a quorum already, so the leader applies
             # them (and answers their proposers) while its own fsync of this Ready's new
             # entries runs in a thread, as etcd's server does.

@@ -179,7 +179,7 @@ class RaftTransport:
         """Queue `messages`; those to a peer whose connection is open and writable go out
         now (one batch per peer per call), the rest when that peer's sender gets to them.
         Sending now saves the hop through the sender task on every append and reply."""
-        touched: list[_Peer] = []
+        touched: dict[int, _Peer] = {}
         for message in messages:
             peer = self._peers.get(message.to)
             if peer is None:
@@ -189,13 +189,10 @@ class RaftTransport:
                 peer.outbox.popleft()
                 self.counters["dropped_outbox_full"] += 1
             peer.outbox.append(to_wire(message))
-            if not touched or touched[-1] is not peer:
-                touched.append(peer)
-        for peer in dict.fromkeys(touched):
+            touched[message.to] = peer
+        for peer in touched.values():
             if not peer.sending:
-                connection = self._pool.writable_connection(peer.address)
-                while connection is not None and peer.outbox and connection.writable:
-                    self._sent(_take_batch(peer), connection.notify_now)
+                self._send_now(peer)
             if peer.outbox:
                 peer.wake.set()
 
@@ -216,24 +213,27 @@ class RaftTransport:
                 finally:
                     peer.sending = False
 
-    def _sent(self, batch: list[WireMessage], notify_now: Callable[[RaftBatch], None]) -> None:
-        try:
-            notify_now(RaftBatch(batch))
-        except CairnError as exc:
-            self._failed(None, batch, exc)
-        else:
-            self._count_sent(batch)
+    def _send_now(self, peer: _Peer) -> None:
+        """Send `peer`'s outbox on its connection while the socket takes it unblocked."""
+        connection = self._pool.writable_connection(peer.address)
+        while connection is not None and peer.outbox and connection.writable:
+            batch = _take_batch(peer)
+            try:
+                connection.notify_now(RaftBatch(batch))
+            except CairnError as exc:
+                self._failed(peer, batch, exc)
+            else:
+                self._count_sent(batch)
 
     def _count_sent(self, batch: list[WireMessage]) -> None:
         self.counters["batches_sent"] += 1
         self.counters["messages_sent"] += len(batch)
 
-    def _failed(self, peer: _Peer | None, batch: list[WireMessage], exc: Exception) -> None:
+    def _failed(self, peer: _Peer, batch: list[WireMessage], exc: Exception) -> None:
         self.counters["batches_failed"] += 1
         self.counters["messages_dropped"] += len(batch)
         if self.counters["batches_failed"] % 100 == 1:
-            address = peer.address if peer is not None else "?"
-            log_event(log, "raft.send_failed", logging.DEBUG, peer=address, error=str(exc))
+            log_event(log, "raft.send_failed", logging.DEBUG, peer=peer.address, error=str(exc))
 
     async def _handle_batch(
         self, batch: RaftBatch, _payload: memoryview, _ctx: CallContext
