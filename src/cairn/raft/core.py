@@ -413,7 +413,12 @@ class RaftNode:
         self._ready_outstanding = True
         return ready
 
-    def advance(self, ready: Ready) -> None:
+    def advance(self, ready: Ready, *, durable: bool = True) -> None:
+        """`ready` was handled. `durable=False` (a leader only): its entries were handed to
+        storage but are not yet known durable; `persisted(index)` says when they are, and
+        only then does the leader count itself for them (dissertation §10.2.1: a leader
+        writes to its disk in parallel with replicating, and a quorum of followers alone
+        can commit an entry)."""
         assert self._ready_outstanding
         self._ready_outstanding = False
         if ready.snapshot is not None and self.log.pending_snapshot is ready.snapshot:
@@ -425,8 +430,14 @@ class RaftNode:
             applied = ready.committed_entries[-1].index
             if applied > self.log.applied:
                 self.log.applied_to(applied)
+        if durable:
+            self.persisted(self.log.stable_last)
+
+    def persisted(self, index: int) -> None:
+        """Everything handed out in Readies up to log `index` is durable on this node."""
+        self.log.durable_to(index)
         me = self.prs.get(self.id) if self.role == Role.LEADER else None
-        if me is not None and me.maybe_update(self.log.stable_last) and self._maybe_commit():
+        if me is not None and me.maybe_update(self.log.durable_last) and self._maybe_commit():
             self._want_append = True
 
     def _flush(self) -> None:
@@ -912,7 +923,7 @@ class RaftNode:
         for node in self.conf.members() | {self.id}:
             self._add_progress(node)
         me = self.prs[self.id]
-        me.maybe_update(self.log.stable_last)
+        me.maybe_update(self.log.durable_last)
         me.become_replicate()
         me.recent_active = True
         self._append_entry(EntryType.NORMAL, b"")

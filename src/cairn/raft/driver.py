@@ -5,9 +5,11 @@ Theory of operation
 One task per group runs the Ready loop: wait until the core has work, take `ready()`,
 persist it (`GroupStorage.begin_persist`: one fsync shared by everything in the Ready),
 send its messages, apply its committed entries to the state machine, resolve the futures
-of the proposals and reads they complete, `advance()`. A leader applies before its fsync
-lands: committed entries are already durable on a quorum, and its proposers should not
-wait for the fsync of the newer entries in the same Ready. Ticks, received messages and new
+of the proposals and reads they complete, `advance()`. A leader does not wait for its own
+fsync at all (`advance(durable=False)`, then `persisted` when the thread is done): its
+committed entries are already durable on a quorum, and an entry the followers have made
+durable commits without the leader's copy (dissertation §10.2.1), so neither its
+proposers nor the next Ready wait behind the leader's disk. Ticks, received messages and new
 proposals keep arriving while a Ready is being persisted; they land in the core and come
 out in the next Ready, so under load each fsync covers a batch of proposals (group commit)
 without any explicit batching code.
@@ -133,6 +135,8 @@ class RaftGroup:
         self._read_seq = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._last_leader = 0
+        self._syncing: asyncio.Future[None] | None = None
+        """The leader's latest fsync still running in a thread, if any."""
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -157,6 +161,8 @@ class RaftGroup:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._syncing is not None:
+            await asyncio.gather(self._syncing, return_exceptions=True)
         self.storage.close()
 
     # -- inputs ------------------------------------------------------------------------
@@ -198,28 +204,69 @@ class RaftGroup:
         if early:
             self._send(tuple(early))
         role = ready.soft_state.role
+        hs = ready.hard_state
+        pipelined = (
+            role == Role.LEADER
+            and not late
+            and ready.snapshot is None
+            and (hs is None or hs.term == durable_term)
+        )
         persisting = self.storage.begin_persist(ready, inline=role == Role.FOLLOWER)
-        if persisting is not None and role == Role.LEADER:
-            # Committed entries are durable on a quorum already, so the leader applies
-            # them (and answers their proposers) while its own fsync of this Ready's new
-            # entries runs in a thread, as etcd's server does.
+        if pipelined:
+            # Committed entries are durable on a quorum already, so the leader applies them
+            # (and answers their proposers) at once, and it takes the next Ready while its
+            # own fsync of this one's new entries runs in a thread: the core counts the
+            # leader for those entries only when `_track_sync` reports them durable, and
+            # until then acknowledgements from followers alone can commit them
+            # (dissertation §10.2.1). Waiting for our own fsync here would hold every
+            # commit that followers acknowledge meanwhile behind it.
             self._apply(ready)
-            await persisting
+            if persisting is not None:
+                last = ready.entries[-1].index if ready.entries else self.node.log.stable_last
+                self._track_sync(persisting, last)
+            self.node.advance(ready, durable=persisting is None and self._syncing is None)
         else:
+            if persisting is None:
+                persisting = self._syncing  # an earlier Ready's sync covers what we buffered
+            if role == Role.LEADER:
+                self._apply(ready)
             if persisting is not None:
                 await persisting
-            self._apply(ready)
-        if late:
-            self._send(tuple(late))
+            if late:
+                self._send(tuple(late))  # acknowledgements first: they gate the commit
+            if role != Role.LEADER:
+                self._apply(ready)
+            self.node.advance(ready)
         leader = ready.soft_state.leader
         if leader != self._last_leader:
             self._last_leader = leader
             log_event(log, "raft.leader", group=self.group_id, leader=leader,
                       term=self.node.term)  # fmt: skip
-        self.node.advance(ready)
-        if ready.soft_state.role != Role.LEADER and self._reads:
+        if role != Role.LEADER and self._reads:
             self._fail_reads(NotLeader(ready.soft_state.leader))
         await self._maybe_compact()
+
+    def _track_sync(self, syncing: "asyncio.Future[None]", index: int) -> None:
+        """Tell the core when the leader's own entries up to `index` are on disk."""
+        term = self.node.term
+        self._syncing = syncing
+
+        def done(future: "asyncio.Future[None]") -> None:
+            if self._syncing is future:
+                self._syncing = None
+            if future.cancelled():
+                return
+            error = future.exception()
+            if error is not None:  # the WAL refuses every later write too: fail loudly
+                log.critical("raft.wal_failed group=%d", self.group_id, exc_info=error)
+                if self._on_fatal is not None:
+                    self._on_fatal(error)
+                return
+            if self.node.term == term and self.node.role == Role.LEADER:
+                self.node.persisted(index)
+                self._wake.set()
+
+        syncing.add_done_callback(done)
 
     def _apply(self, ready: Ready) -> None:
         """Apply `ready`'s committed entries; settle the proposals and reads they end."""

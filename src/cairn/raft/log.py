@@ -4,9 +4,11 @@
                              ^ entries[0].index == snapshot_index + 1
 
 Everything after `stable_last` has been handed to the driver in a Ready (or is about to
-be) but not yet acknowledged as on disk. `committed` and `applied` only grow, except that a
-restored snapshot moves both to its index. The log is whole in memory: Cairn's Raft groups
-hold metadata, and compaction keeps them short.
+be). `durable_last` <= `stable_last` is what the driver has confirmed on disk: a leader
+hands entries out before its own fsync ends and counts itself only up to `durable_last`.
+`committed` and `applied` only grow, except that a restored snapshot moves both to its
+index. The log is whole in memory: Cairn's Raft groups hold metadata, and compaction keeps
+them short.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class RaftLog:
         for offset, entry in enumerate(self.entries):
             assert entry.index == self.snapshot_index + 1 + offset, "entries must be contiguous"
         self.stable_last = self.last_index()
+        self.durable_last = self.stable_last
         self.committed = max(commit, self.snapshot_index)
         assert self.committed <= self.last_index(), "commit beyond the stored log"
         self.applied = self.snapshot_index
@@ -131,6 +134,7 @@ class RaftLog:
         del self.entries[first - self.snapshot_index - 1 :]
         self.entries.extend(entries)
         self.stable_last = min(self.stable_last, first - 1)
+        self.durable_last = min(self.durable_last, first - 1)
         return self.last_index()
 
     def maybe_append(
@@ -159,6 +163,10 @@ class RaftLog:
         if self.term(index) == term and index > self.stable_last:
             self.stable_last = index
 
+    def durable_to(self, index: int) -> None:
+        """Entries handed out up to `index` are on disk (never beyond `stable_last`)."""
+        self.durable_last = max(self.durable_last, min(index, self.stable_last))
+
     def restore(self, snapshot: Snapshot) -> None:
         """Replace the whole log by `snapshot` (the follower side of InstallSnapshot)."""
         meta = snapshot.meta
@@ -168,7 +176,7 @@ class RaftLog:
         self.entries = []
         self.committed = meta.index
         self.applied = meta.index
-        self.stable_last = meta.index
+        self.stable_last = self.durable_last = meta.index
         self.pending_snapshot = snapshot
 
     def compact(self, index: int, term: int) -> None:

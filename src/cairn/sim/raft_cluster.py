@@ -3,10 +3,13 @@
 Each `SimNode` is a tiny driver, the same shape as the asyncio one: tick the core on its
 own (slightly drifting) clock, step it with delivered messages, and process each Ready in
 the contract's order: persist (the "fsync" takes simulated time), then send, then apply,
-then `advance`. Storage is modelled as two layers: `DurableState` is what the disk holds
-once the simulated fsync completed; a crash throws away the core, the state machine and any
-Ready whose fsync had not completed, and a restart rebuilds the node from `DurableState`
-only. Clients talk to nodes directly (no network) and record a history for the
+then `advance`. A leader, when `leader_pipelines` is on (as in `raft.driver`), instead
+sends, applies and advances at once (`advance(durable=False)`) and tells the core
+`persisted(index)` when the write lands; its writes complete in order, like the WAL's.
+Storage is modelled as two layers: `DurableState` is what the disk holds once the
+simulated fsync completed; a crash throws away the core, the state machine and every
+write that had not completed (the oldest possibly torn), and a restart rebuilds the node
+from `DurableState` only. Clients talk to nodes directly (no network) and record a history for the
 linearizability checker.
 """
 
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +29,7 @@ from cairn.raft.types import (
     EntryType,
     HardState,
     Message,
+    MessageType,
     RaftError,
     ReadState,
     Ready,
@@ -54,26 +58,44 @@ class DurableState:
         if ready.snapshot is not None:
             self.snapshot = ready.snapshot
             self.entries = []
-        if ready.entries:
-            start = ready.entries[0].index - self.first_index()
+        # A leader's pipelined write can land after a snapshot that covers some of its
+        # entries (they were committed by followers and applied meanwhile); recovery
+        # ignores entries at or below the snapshot, so they are skipped here.
+        entries = [e for e in ready.entries if e.index >= self.first_index()]
+        if entries:
+            start = entries[0].index - self.first_index()
             assert 0 <= start <= len(self.entries), "WAL gap"
             del self.entries[start:]
-            self.entries.extend(ready.entries)
+            self.entries.extend(entries)
         if ready.hard_state is not None:
             self.hard_state = ready.hard_state
 
     def write_torn(self, ready: Ready, count: int) -> None:
         """A crash in the middle of the fsync: only the first `count` entries made it."""
-        if ready.snapshot is not None or not ready.entries or count <= 0:
+        entries = [e for e in ready.entries[:count] if e.index >= self.first_index()]
+        if ready.snapshot is not None or not entries:
             return
-        start = ready.entries[0].index - self.first_index()
+        start = entries[0].index - self.first_index()
         del self.entries[start:]
-        self.entries.extend(ready.entries[:count])
+        self.entries.extend(entries)
 
     def compact(self, snapshot: Snapshot) -> None:
         index = snapshot.meta.index
         self.entries = [e for e in self.entries if e.index > index]
         self.snapshot = snapshot
+
+
+_LEADER_MESSAGES = frozenset(
+    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
+)
+
+
+@dataclass(frozen=True)
+class _Write:
+    ready: Ready
+    pipelined_to: int | None
+    """A leader's pipelined write: the log index it makes durable (None: a held Ready)."""
+    term: int
 
 
 class SimNode:
@@ -86,7 +108,10 @@ class SimNode:
         self.core: RaftNode | None = None
         self.kv = KVStateMachine()
         self.persisting = False
-        self.in_flight: Ready | None = None
+        """A Ready waits for its write before it is finished: no new Ready meanwhile."""
+        self.writes: deque[_Write] = deque()
+        """Writes not yet on disk, oldest first; they complete in this order."""
+        self.write_done_us = 0
         self.waiters: dict[int, ResultCallback] = {}
         self.read_waiters: dict[bytes, Callable[[ReadState], None]] = {}
         self.pending_reads: list[ReadState] = []
@@ -112,7 +137,7 @@ class SimNode:
         if durable.snapshot is not None:
             self.kv.restore(durable.snapshot.data)
         self.persisting = False
-        self.in_flight = None
+        self.writes = deque()
         self.waiters = {}
         self.read_waiters = {}
         self.pending_reads = []
@@ -124,10 +149,10 @@ class SimNode:
         assert self.up
         self.up = False
         self.generation += 1
-        torn = self.in_flight
+        torn = self.writes[0].ready if self.writes else None
         if torn is not None and torn.entries and self.cluster.rng.random() < 0.5:
             self.durable.write_torn(torn, self.cluster.rng.randint(0, len(torn.entries)))
-        self.in_flight = None
+        self.writes.clear()
         if self.core is not None:
             self.cluster.counters.update(self.core.counters)
         self.core = None
@@ -160,28 +185,56 @@ class SimNode:
             if not core.has_ready():
                 return
             ready = core.ready()
-            if ready.must_sync():
+            if self._may_pipeline(core, ready):
+                last = ready.entries[-1].index if ready.entries else core.log.stable_last
+                if ready.must_sync():
+                    self._write(ready, pipelined_to=last)
+                self._finish(ready, durable=not self.writes)
+                continue
+            if ready.must_sync() or self.writes:
                 self.persisting = True
-                self.in_flight = ready
-                gen = self.generation
-                delay = self.cluster.rng.randint(200, self.cluster.fsync_max_us)
-                self.cluster.events.after(delay, self._persist_later(gen, ready))
+                self._write(ready, pipelined_to=None)
                 return
             self._finish(ready)
 
-    def _persist_later(self, gen: int, ready: Ready) -> Callable[[], None]:
-        return lambda: self._persisted(gen, ready)
+    def _may_pipeline(self, core: RaftNode, ready: Ready) -> bool:
+        """The driver's rule: a leader whose term is on disk, sending only leader messages."""
+        durable_term = self.durable.hard_state.term
+        return (
+            self.cluster.leader_pipelines
+            and core.role == Role.LEADER
+            and ready.snapshot is None
+            and (ready.hard_state is None or ready.hard_state.term == durable_term)
+            and all(m.term == durable_term and m.type in _LEADER_MESSAGES for m in ready.messages)
+        )
 
-    def _persisted(self, gen: int, ready: Ready) -> None:
+    def _write(self, ready: Ready, pipelined_to: int | None) -> None:
+        """Queue `ready`'s write; writes land in order, each taking simulated time."""
+        core = self.core
+        assert core is not None
+        write = _Write(ready, pipelined_to, core.term)
+        self.writes.append(write)
+        delay = self.cluster.rng.randint(200, self.cluster.fsync_max_us)
+        self.write_done_us = max(self.write_done_us, self.cluster.events.now_us) + delay
+        gen = self.generation
+        self.cluster.events.at(self.write_done_us, lambda: self._written(gen, write))
+
+    def _written(self, gen: int, write: _Write) -> None:
         if gen != self.generation:
-            return  # crashed before the fsync completed: the Ready is lost
-        self.durable.write(ready)
-        self.persisting = False
-        self.in_flight = None
-        self._finish(ready)
+            return  # crashed before the fsync completed: the write is lost
+        assert self.writes and self.writes[0] is write, "writes land in order"
+        self.writes.popleft()
+        self.durable.write(write.ready)
+        core = self.core
+        assert core is not None
+        if write.pipelined_to is None:
+            self.persisting = False
+            self._finish(write.ready)
+        elif core.term == write.term and core.role == Role.LEADER:
+            core.persisted(write.pipelined_to)
         self.pump()
 
-    def _finish(self, ready: Ready) -> None:
+    def _finish(self, ready: Ready, durable: bool = True) -> None:
         core = self.core
         assert core is not None
         cluster = self.cluster
@@ -193,7 +246,7 @@ class SimNode:
         for entry in ready.committed_entries:
             self._apply(entry)
         self.pending_reads.extend(ready.read_states)
-        core.advance(ready)
+        core.advance(ready, durable=durable)
         self._serve_reads()
         self._maybe_compact(core)
 
@@ -246,6 +299,7 @@ class RaftCluster:
         snapshot_chunk_bytes: int = 256,
         max_append_entries: int = 16,
         max_inflight_appends: int = 4,
+        leader_pipelines: bool = True,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -256,6 +310,7 @@ class RaftCluster:
         self.snapshot_chunk_bytes = snapshot_chunk_bytes
         self.max_append_entries = max_append_entries
         self.max_inflight_appends = max_inflight_appends
+        self.leader_pipelines = leader_pipelines
         self.checker = RaftSafetyChecker()
         self.counters: Counter[str] = Counter()
         self._trace = hashlib.blake2b(digest_size=16)

@@ -195,6 +195,7 @@ class _Run:
             snapshot_chunk_bytes=shape.choice([64, 256, 4096]),
             max_append_entries=shape.choice([1, 4, 16, 64]),
             max_inflight_appends=shape.choice([1, 2, 4, 16]),
+            leader_pipelines=shape.choice([False, True, True]),
         )
         self.spares = spares
         self.history: list[Operation] = []

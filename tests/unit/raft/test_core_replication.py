@@ -227,3 +227,54 @@ def test_config_limits_have_units() -> None:
         n.endswith(("_ticks", "_bytes", "_entries", "_appends", "_reads")) for n in names
     )
     _ = replace
+
+
+def _propose_deferring_fsync(c: LockstepCluster, leader_id: int, data: bytes) -> int:
+    """Propose on the leader and hand its Ready out without confirming its own write."""
+    leader = c.nodes[leader_id]
+    index, _term = leader.propose(data)
+    ready = leader.ready()
+    assert [e.index for e in ready.entries] == [index]
+    c.queue.extend(ready.messages)
+    leader.advance(ready, durable=False)
+    return index
+
+
+def test_a_leader_counts_itself_for_an_entry_only_once_its_own_write_is_durable() -> None:
+    c = LockstepCluster([1, 2, 3])
+    leader = c.elect(1)
+    c.isolate(3)
+    before = leader.commit_index
+    index = _propose_deferring_fsync(c, 1, b"x")
+    c.deliver()
+    assert c.nodes[2].last_index == index
+    assert leader.commit_index == before  # one durable copy of three: not a quorum
+    leader.persisted(index)
+    assert leader.commit_index == index
+
+
+def test_followers_alone_commit_while_the_leaders_write_is_in_flight() -> None:
+    c = LockstepCluster([1, 2, 3])
+    leader = c.elect(1)
+    index = _propose_deferring_fsync(c, 1, b"x")
+    for follower in (2, 3):  # the appends, and the followers' (durable) replies
+        c.nodes[follower].step(c.queue.pop(0))
+        c.process(follower)
+    assert [m.to for m in c.queue] == [1, 1]
+    for reply in c.queue:
+        leader.step(reply)  # the leader has not processed a Ready since it proposed
+    assert leader.log.durable_last < index
+    assert leader.commit_index == index  # nodes 2 and 3 are a quorum without the leader
+
+
+def test_durable_last_never_covers_entries_that_replaced_it() -> None:
+    c = LockstepCluster([1, 2, 3])
+    log = c.nodes[2].log
+    log.append(entries(2, [1, 1, 1]))
+    log.stable_to(4, 1)
+    log.durable_to(4)
+    assert log.durable_last == 4
+    log.append(entries(3, [2]))  # a new leader's entry replaces 3 and 4
+    assert log.durable_last == 2 and log.stable_last == 2
+    log.durable_to(4)  # a late report of the old write cannot reach past the handed-out log
+    assert log.durable_last == 2
