@@ -42,6 +42,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "RequestTimeout": 400,
     "InvalidRange": 416,
     "PreconditionFailed": 412,
+    "FenceStale": 409,
     "MethodNotAllowed": 405,
     "ServiceUnavailable": 503,
     "SlowDown": 503,

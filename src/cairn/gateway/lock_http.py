@@ -32,9 +32,11 @@ middleware installed by `mount_locks` parses it into a context variable for the 
 service (`LockFence`, a ReadIndex read on the root leader) right before the index commit,
 and refuses the write with 409 `FenceStale` unless `token` is still held on `name`. So a
 holder that was paused past its lease, and whose lock has since passed on, cannot write.
-The check and the commit are two groups' operations, so a lock lost in the few
-milliseconds between them is not caught; what is caught is every write started or
-resumed after the lock was handed on, which is what a pause produces.
+The check and the commit are two groups' operations, so the write also carries the fence
+into the index command: the shard refuses it (409 `FenceStale` again) if it has already
+accepted a higher token of that lock. A holder that loses its lock in the milliseconds
+between check and commit can therefore not overwrite anything its successor wrote
+through that shard; its write lands before the successor's, in token order.
 """
 
 import contextvars
@@ -50,7 +52,14 @@ from cairn.gateway.keys import authorization_matches
 from cairn.gateway.native_http import PREFIX, error_response
 from cairn.meta.buckets import Bucket, StoragePolicy, VersioningState
 from cairn.meta.directory import ROOT_GROUP_ID
-from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult, WriteCondition
+from cairn.meta.index import (
+    DeleteResult,
+    Fence,
+    ListPage,
+    ObjectVersion,
+    PutResult,
+    WriteCondition,
+)
 from cairn.meta.locks import LOCK_NAME_BYTES_MAX, LockInfo
 from cairn.meta.manifest import Manifest
 from cairn.node.lock_messages import (
@@ -123,10 +132,11 @@ class FencedMeta:
     def __init__(self, meta: MetaClient) -> None:
         self.meta = meta
 
-    async def check_fence(self) -> None:
+    async def check_fence(self) -> Fence | None:
+        """The request's fence, once the lock service says its token is still held."""
         fence = _FENCE.get()
         if fence is None:
-            return
+            return None
         name, token = fence
         try:
             reply, _ = await self.meta.call(ROOT_GROUP_ID, LockFence(name, token), LockFenceReply)
@@ -138,6 +148,7 @@ class FencedMeta:
             raise ApiError(
                 "FenceStale", f"fencing token {token} no longer holds lock {name!r}", 409
             )
+        return Fence(name, token)
 
     async def create_bucket(
         self, name: str, owner: str, policy: StoragePolicy | None = None
@@ -161,8 +172,8 @@ class FencedMeta:
         versioning: VersioningState,
         condition: WriteCondition | None = None,
     ) -> PutResult:
-        await self.check_fence()
-        return await self.meta.put_object(bucket, key, manifest, versioning, condition)
+        fence = await self.check_fence()
+        return await self.meta.put_object(bucket, key, manifest, versioning, condition, fence)
 
     async def delete_object(
         self,
@@ -171,8 +182,8 @@ class FencedMeta:
         versioning: VersioningState,
         version_id: str | None = None,
     ) -> DeleteResult:
-        await self.check_fence()
-        return await self.meta.delete_object(bucket, key, versioning, version_id)
+        fence = await self.check_fence()
+        return await self.meta.delete_object(bucket, key, versioning, version_id, fence)
 
     async def head_object(
         self, bucket: str, key: str, version_id: str | None = None

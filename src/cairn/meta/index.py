@@ -38,6 +38,17 @@ is 0 in every shard. `live_chunk_ids` gives every chunk referenced by any versio
 phase of garbage collection. After the directory splits this shard, `split_snapshot`
 seeds the new group with the upper half and `ShrinkRange` drops it here.
 
+Fencing (issue 8). A write may carry the fencing token of a lock that guards it
+(`Fence(name, token)`, from the native API's `X-Cairn-Fence`). The shard remembers the
+highest token it has accepted for each lock name and refuses a write carrying a lower one
+(`FenceStale`), in the same command as the write: once the lock's next holder has
+written through this shard, no write of an earlier holder can land after it, however long
+that holder was paused. (The gateway also asks the lock service, just before proposing,
+whether the token is still held; that catches a stale holder whose successor has not
+written yet. Together they order every fenced write of a name by token.) At most
+`FENCE_NAMES_MAX` names are remembered; past it the one with the lowest token is
+forgotten.
+
 Multipart uploads in progress are state of the keys they will become, so they live here
 too, routed and range-checked like objects; `meta.uploads` holds their rules and the
 shard delegates to it. Completing an upload commits the object version and drops the
@@ -90,6 +101,9 @@ LIST_KEYS_MAX = 1000
 VERSIONS_PER_KEY_MAX = 100_000
 CONTINUATION_TOKEN_CHARS_MAX = 2048
 NULL_VERSION = "null"
+FENCE_NAME_CHARS_MAX = 512
+FENCE_NAMES_MAX = 10_000
+"""Lock names whose highest fencing token a shard remembers."""
 
 
 class ObjectIndexError(MetaError):
@@ -128,6 +142,16 @@ class InvalidListArgument(ObjectIndexError):
 
 class TooManyVersions(ObjectIndexError):
     code = "TooManyVersions"
+
+
+class InvalidFence(ObjectIndexError):
+    code = "InvalidArgument"
+
+
+class FenceStale(ObjectIndexError):
+    """A fenced write whose token is below one this shard accepted for the same lock."""
+
+    code = "FenceStale"
 
 
 class PreconditionFailed(ObjectIndexError):
@@ -190,12 +214,20 @@ class WriteCondition(msgspec.Struct, frozen=True):
     """`If-Match`: only if the current object's ETag is this (no quotes; `*`: any)."""
 
 
+class Fence(msgspec.Struct, frozen=True, array_like=True):
+    """The lock that guards a write and the fencing token its writer holds."""
+
+    name: str
+    token: int
+
+
 class PutObject(msgspec.Struct, tag="put", frozen=True):
     bucket: str
     key: str
     manifest: Manifest
     versioning: VersioningState
     condition: WriteCondition | None = None
+    fence: Fence | None = None
 
 
 class DeleteObject(msgspec.Struct, tag="delete", frozen=True):
@@ -204,6 +236,7 @@ class DeleteObject(msgspec.Struct, tag="delete", frozen=True):
     created_s: float
     versioning: VersioningState
     version_id: str | None = None
+    fence: Fence | None = None
 
 
 class ShrinkRange(msgspec.Struct, tag="shrink", frozen=True):
@@ -245,6 +278,8 @@ class _SnapshotV1(msgspec.Struct, frozen=True):
     uploads: list[UploadEntry] = []
     """Multipart uploads in progress (absent in snapshots from before issue 7)."""
     completed_uploads: list[CompletedEntry] = []
+    fences: list[Fence] = []
+    """The highest token accepted per lock name (absent in snapshots before stop 12)."""
 
 
 _commands: VersionedCodec[IndexCommand] = VersionedCodec(IndexCommand, COMMAND_FORMAT_V1)
@@ -319,6 +354,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         self._live: list[bytes] = []  # sorted encoded keys whose newest version is an object
         self._counts: dict[str, _Counts] = {}
         self.uploads = UploadTable()
+        self._fences: dict[str, int] = {}
 
     # Queries ------------------------------------------------------------------------------
 
@@ -471,7 +507,9 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             raise KeyOutOfRange(f"split point {at!r} is not inside this shard")
         keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items()) if k >= at]
         uploads = self.uploads.entries(at)
-        return _snapshots.encode(_SnapshotV1(0, new_shard_id, at, self.end, keys, uploads))
+        fences = self._fence_list()  # both halves keep every name: they may hold its keys
+        snap = _SnapshotV1(0, new_shard_id, at, self.end, keys, uploads, [], fences)
+        return _snapshots.encode(snap)
 
     # Commands -----------------------------------------------------------------------------
 
@@ -518,6 +556,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
     def _put(self, command: PutObject) -> PutResult:
         encoded = self._key(command.bucket, command.key)
         validate(command.manifest)
+        self._check_fence(command.fence)
         old = self._versions.get(encoded, [])
         if command.condition is not None:
             _check_condition(command, old)
@@ -532,9 +571,42 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             keep = [] if command.versioning == VersioningState.UNVERSIONED else old
             new = [v for v in keep if v.version_id != NULL_VERSION] + [version]
         self._replace(command.bucket, encoded, new)
+        self._record_fence(command.fence)
         return PutResult(version_id)
 
+    def _check_fence(self, fence: Fence | None) -> None:
+        """Refuse a write fenced with a token below the highest accepted for its lock."""
+        if fence is None:
+            return
+        name, token = fence.name, fence.token  # types checked by the command decoder
+        if not 1 <= len(name) <= FENCE_NAME_CHARS_MAX:
+            raise InvalidFence(f"fence lock name must be 1 to {FENCE_NAME_CHARS_MAX} characters")
+        if token < 1:
+            raise InvalidFence(f"fencing token {token} is not a positive integer")
+        highest = self._fences.get(name, 0)
+        if token < highest:
+            raise FenceStale(
+                f"fencing token {token} of lock {name!r} is below {highest}, already accepted"
+            )
+
+    def _record_fence(self, fence: Fence | None) -> None:
+        if fence is None or self._fences.get(fence.name, 0) >= fence.token:
+            return
+        self._fences[fence.name] = fence.token
+        if len(self._fences) > FENCE_NAMES_MAX:
+            oldest = min(self._fences.items(), key=lambda item: (item[1], item[0]))
+            del self._fences[oldest[0]]
+
+    def _fence_list(self) -> list[Fence]:
+        return [Fence(name, token) for name, token in sorted(self._fences.items())]
+
     def _delete(self, command: DeleteObject) -> DeleteResult:
+        self._check_fence(command.fence)
+        result = self._delete_unfenced(command)
+        self._record_fence(command.fence)
+        return result
+
+    def _delete_unfenced(self, command: DeleteObject) -> DeleteResult:
         encoded = self._key(command.bucket, command.key)
         old = self._versions.get(encoded, [])
         if command.version_id is not None:
@@ -602,6 +674,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             keys,
             self.uploads.entries(),
             self.uploads.completed_entries(),
+            self._fence_list(),
         )
         return _snapshots.encode(snap)
 
@@ -612,6 +685,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             bucket = entry.encoded_key[: entry.encoded_key.index(b"\x00")].decode()
             self._replace(bucket, entry.encoded_key, entry.versions)
         self.uploads.restore(snap.uploads, snap.completed_uploads)
+        self._fences = {fence.name: fence.token for fence in snap.fences}
         self.applied_index = snap.applied_index
 
 

@@ -42,6 +42,7 @@ from cairn.meta.index import (
     BucketStats,
     DeleteObject,
     DeleteResult,
+    Fence,
     IndexCommand,
     ListEntry,
     ListPage,
@@ -322,10 +323,10 @@ class MetaClient:
         manifest: Manifest,
         versioning: VersioningState,
         condition: WriteCondition | None = None,
+        fence: Fence | None = None,
     ) -> PutResult:
-        return await self.routed(
-            bucket, key, PutObject(bucket, key, manifest, versioning, condition), PutResult
-        )
+        command = PutObject(bucket, key, manifest, versioning, condition, fence)
+        return await self.routed(bucket, key, command, PutResult)
 
     async def delete_object(
         self,
@@ -333,8 +334,9 @@ class MetaClient:
         key: str,
         versioning: VersioningState,
         version_id: str | None = None,
+        fence: Fence | None = None,
     ) -> DeleteResult:
-        command = DeleteObject(bucket, key, time.time(), versioning, version_id)
+        command = DeleteObject(bucket, key, time.time(), versioning, version_id, fence)
         return await self.routed(bucket, key, command, DeleteResult)
 
     async def head_object(

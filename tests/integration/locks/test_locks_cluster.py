@@ -13,11 +13,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cairn.base.errors import RemoteError
 from cairn.client import protocol
 from cairn.client.errors import BucketAlreadyExists, Unavailable
 from cairn.client.locks import LockClient
 from cairn.client.sdk import CairnClient
 from cairn.localcluster import LocalCluster
+from cairn.meta.buckets import VersioningState
+from cairn.meta.index import Fence
+from cairn.meta.manifest import Manifest, etag_of_bytes
+from cairn.node.meta_client import MetaClient
+from cairn.wire import RpcPool, derive_auth_key
 
 pytestmark = pytest.mark.xdist_group("processes")
 SECRET = "lock-service-integration"
@@ -132,6 +138,34 @@ async def _late_write(cluster: LocalCluster) -> None:
 
 def test_paused_holders_late_write_is_refused(cluster: LocalCluster) -> None:
     asyncio.run(_late_write(cluster))
+
+
+async def _fenced_commits(cluster: LocalCluster) -> None:
+    """What closes the race between the gateway's fence check and its commit: the index
+    shard itself refuses a token below one it accepted (sent here without the check)."""
+    pool = RpcPool("test", derive_auth_key(SECRET))
+    meta = MetaClient(pool, [n.rpc_address for n in cluster.nodes.values()])
+    try:
+
+        def body(data: bytes) -> Manifest:
+            return Manifest(len(data), etag_of_bytes(data), time.time(), inline=data)
+
+        off = VersioningState.UNVERSIONED
+        await meta.put_object("shared", "raced", body(b"new"), off, fence=Fence("race", 101))
+        with pytest.raises(RemoteError) as info:
+            await meta.put_object("shared", "raced", body(b"old"), off, fence=Fence("race", 100))
+        assert info.value.code == "FenceStale"
+        with pytest.raises(RemoteError) as info:
+            await meta.delete_object("shared", "raced", off, fence=Fence("race", 100))
+        assert info.value.code == "FenceStale"
+        version = await meta.head_object("shared", "raced")
+        assert version.manifest is not None and version.manifest.inline == b"new"
+    finally:
+        await pool.close()
+
+
+def test_the_index_shard_refuses_a_token_below_one_it_accepted(cluster: LocalCluster) -> None:
+    asyncio.run(_fenced_commits(cluster))
 
 
 async def _http_api(cluster: LocalCluster) -> None:

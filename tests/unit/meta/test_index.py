@@ -25,7 +25,10 @@ from cairn.meta.index import (
     BucketStats,
     DeleteObject,
     DeleteResult,
+    Fence,
+    FenceStale,
     IndexShard,
+    InvalidFence,
     InvalidListArgument,
     InvalidObjectKey,
     KeyOutOfRange,
@@ -199,6 +202,53 @@ def test_conditional_puts_compare_and_set_the_current_object() -> None:
     plain = encode_command(PutObject("bkt", "a", inline(b"6"), OFF))
     s.index += 1
     assert isinstance(s.shard.apply(s.index, plain), PutResult)
+
+
+def test_a_fenced_write_below_the_highest_token_accepted_is_refused() -> None:
+    s = Shard()
+
+    def put(key: str, data: bytes, fence: Fence | None) -> object:
+        return s.run(PutObject("bkt", key, inline(data), OFF, fence=fence))
+
+    def delete(key: str, fence: Fence) -> object:
+        return s.run(DeleteObject("bkt", key, 2.0, OFF, fence=fence))
+
+    assert isinstance(put("a", b"1", Fence("job", 5)), PutResult)
+    assert isinstance(put("a", b"2", Fence("job", 5)), PutResult), "the same holder again"
+    assert isinstance(put("b", b"1", Fence("job", 9)), PutResult), "the next holder"
+    # The paused holder of token 5, on any key of the shard, now and for deletes too.
+    stale = put("a", b"late", Fence("job", 5))
+    assert isinstance(stale, FenceStale) and stale.code == "FenceStale"
+    assert isinstance(delete("b", Fence("job", 8)), FenceStale)
+    assert s.shard.head("bkt", "a").manifest == inline(b"2"), "a refused write changes nothing"
+    assert isinstance(put("a", b"3", Fence("other", 1)), PutResult), "names are separate"
+    assert isinstance(put("a", b"4", None), PutResult), "unfenced writes are not checked"
+    assert isinstance(delete("b", Fence("job", 12)), DeleteResult)
+    assert isinstance(put("b", b"x", Fence("job", 9)), FenceStale), "a delete raises it too"
+    for bad in (Fence("", 1), Fence("job", 0), Fence("x" * 513, 1)):
+        assert isinstance(put("a", b"5", bad), InvalidFence), bad
+    # The highest tokens travel in snapshots and in both halves of a split.
+    copy = IndexShard()
+    copy.restore(s.shard.snapshot())
+    assert copy.snapshot() == s.shard.snapshot()
+    upper = IndexShard()
+    upper.restore(s.shard.split_snapshot(encode_key("bkt", "b"), 7))
+    for shard in (copy, upper):
+        again = Shard(shard)
+        assert isinstance(
+            again.run(PutObject("bkt", "c", inline(b"x"), OFF, fence=Fence("job", 11))), FenceStale
+        )
+
+
+def test_a_shard_forgets_the_lowest_token_past_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cairn.meta.index.FENCE_NAMES_MAX", 3)
+    s = Shard()
+    for token, name in enumerate(["a", "b", "c", "d"], start=1):
+        s.run(PutObject("bkt", "k", inline(b"x"), OFF, fence=Fence(name, token)))
+    refused = s.run(PutObject("bkt", "k", inline(b"x"), OFF, fence=Fence("b", 1)))
+    assert isinstance(refused, FenceStale)
+    forgotten = s.run(PutObject("bkt", "k", inline(b"x"), OFF, fence=Fence("a", 0 + 1)))
+    assert isinstance(forgotten, PutResult)
 
 
 def test_unknown_command_format_is_a_typed_result() -> None:
