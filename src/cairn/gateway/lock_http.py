@@ -58,10 +58,10 @@ from cairn.meta.index import (
     ListPage,
     ObjectVersion,
     PutResult,
-    WriteCondition,
 )
 from cairn.meta.locks import LOCK_NAME_BYTES_MAX, LockInfo
 from cairn.meta.manifest import Manifest
+from cairn.meta.write_condition import WriteCondition
 from cairn.node.lock_messages import (
     LIST_LIMIT_MAX,
     LockAcquire,

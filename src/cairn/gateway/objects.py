@@ -53,7 +53,6 @@ from cairn.meta.index import (
     DeleteResult,
     ListPage,
     ObjectVersion,
-    WriteCondition,
 )
 from cairn.meta.manifest import (
     CONTENT_TYPE_BYTES_MAX,
@@ -65,6 +64,7 @@ from cairn.meta.manifest import (
     etag_of_bytes,
     etag_single,
 )
+from cairn.meta.write_condition import WriteCondition
 from cairn.node.chunk_client import Level
 from cairn.runtime.clock import Clock, SystemClock
 

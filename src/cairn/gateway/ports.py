@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from cairn.meta.buckets import Bucket, StoragePolicy, VersioningState
-from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult, WriteCondition
+from cairn.meta.index import DeleteResult, ListPage, ObjectVersion, PutResult
 from cairn.meta.manifest import Manifest
+from cairn.meta.write_condition import WriteCondition
 from cairn.node.chunk_client import Level
 
 T = TypeVar("T")

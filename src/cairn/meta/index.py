@@ -94,6 +94,7 @@ from cairn.meta.uploads import (
     UploadsPage,
     UploadTable,
 )
+from cairn.meta.write_condition import WriteCondition
 
 OBJECT_KEY_BYTES_MAX = 1024
 LIST_KEYS_MAX = 1000
@@ -202,16 +203,6 @@ class ListPage(msgspec.Struct, frozen=True):
 
 
 # Commands ---------------------------------------------------------------------------------
-
-
-class WriteCondition(msgspec.Struct, frozen=True):
-    """S3's conditional write, checked when the put applies, so it is a compare-and-set:
-    of two conditional writes racing for one key, exactly one can win."""
-
-    if_none_match: bool = False
-    """`If-None-Match: *`: only if the key has no current object."""
-    if_match: str | None = None
-    """`If-Match`: only if the current object's ETag is this (no quotes; `*`: any)."""
 
 
 class Fence(msgspec.Struct, frozen=True, array_like=True):
@@ -539,7 +530,9 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         if done is not None:
             return done  # a retried Complete
         manifest = self.uploads.manifest_for(encoded, command)
-        put = self._put(PutObject(command.bucket, command.key, manifest, command.versioning))
+        put = self._put(
+            PutObject(command.bucket, command.key, manifest, command.versioning, command.condition)
+        )
         result = CompleteResult(put.version_id, manifest.etag, manifest.size)
         self.uploads.completed(encoded, command.upload_id, result)
         return result

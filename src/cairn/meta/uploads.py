@@ -57,6 +57,7 @@ from cairn.meta.manifest import (
     build_chunk_refs,
     etag_multipart,
 )
+from cairn.meta.write_condition import WriteCondition
 
 PART_NUMBER_MAX = MULTIPART_PARTS_MAX
 """Part numbers are 1..10,000 (S3)."""
@@ -182,6 +183,8 @@ class CompleteUpload(msgspec.Struct, tag="upload_complete", frozen=True):
     created_s: float
     versioning: VersioningState
     """The bucket's versioning state at completion."""
+    condition: WriteCondition | None = None
+    """Checked against the key's current object as the object commits."""
 
 
 class AbortUpload(msgspec.Struct, tag="upload_abort", frozen=True):

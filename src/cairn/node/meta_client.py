@@ -49,13 +49,13 @@ from cairn.meta.index import (
     ObjectVersion,
     PutObject,
     PutResult,
-    WriteCondition,
     encode_command,
     encode_key,
 )
 from cairn.meta.manifest import Manifest
 from cairn.meta.root import RootCommand, encode_root_command
 from cairn.meta.uploads import AbortBucketUploads, AbortBucketUploadsResult
+from cairn.meta.write_condition import WriteCondition
 from cairn.node.internal_lock import LockBusy, hold_exclusive
 from cairn.node.meta_messages import (
     BucketGet,

@@ -34,6 +34,7 @@ from cairn.meta.uploads import (
     UploadInfo,
     UploadsPage,
 )
+from cairn.meta.write_condition import WriteCondition
 from cairn.node.meta_client import MetaClient, shards_from
 from cairn.node.meta_messages import Consistency
 from cairn.node.upload_messages import (
@@ -90,8 +91,10 @@ class UploadClient:
         parts: list[tuple[int, str]],
         versioning: VersioningState,
         created_s: float | None = None,
+        condition: WriteCondition | None = None,
     ) -> CompleteResult:
-        """Commit the object from `parts` ((number, ETag) in request order)."""
+        """Commit the object from `parts` ((number, ETag) in request order), if
+        `condition` holds for the key's current object then."""
         command = CompleteUpload(
             bucket,
             key,
@@ -99,6 +102,7 @@ class UploadClient:
             parts,
             time.time() if created_s is None else created_s,
             versioning,
+            condition,
         )
         return await self.meta.routed(bucket, key, command, CompleteResult)
 

@@ -163,15 +163,6 @@ def test_complete_errors(s3: S3Cluster, bucket: str) -> None:
     assert complete([(1, small["ETag"]), (3, big["ETag"])]) == ("InvalidPart", 400)
     assert complete([(1, big["ETag"])]) == ("InvalidPart", 400)
     assert complete([(1, small["ETag"]), (2, big["ETag"])]) == ("EntityTooSmall", 400)
-    with pytest.raises(ClientError) as conditional:  # refused, never silently ignored
-        client.complete_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": big["ETag"]}]},
-            IfNoneMatch="*",
-        )
-    assert code_of(conditional) == ("NotImplemented", 501)
     # MalformedXML: a body that is not a CompleteMultipartUpload document
     url = s3.client(signature_version="s3v4").generate_presigned_url(
         "complete_multipart_upload",
@@ -185,12 +176,32 @@ def test_complete_errors(s3: S3Cluster, bucket: str) -> None:
     with pytest.raises(ClientError) as no_head:
         client.head_object(Bucket=bucket, Key=key)
     assert code_of(no_head)[1] == 404  # nothing became visible
-    # the small part is fine as the last one
+
+    def complete_if(**condition: str) -> tuple[str, int]:
+        with pytest.raises(ClientError) as failed:
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": big["ETag"]}]},
+                **condition,
+            )
+        return code_of(failed)
+
+    # Conditional completes: checked as the object commits; a failed one leaves the upload.
+    assert complete_if(IfMatch='"0123456789abcdef0123456789abcdef"') == ("NoSuchKey", 404)
+    existing = client.put_object(Bucket=bucket, Key=key, Body=b"there first")
+    assert complete_if(IfNoneMatch="*") == ("PreconditionFailed", 412)
+    assert complete_if(IfMatch='"0123456789abcdef0123456789abcdef"') == ("PreconditionFailed", 412)
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"there first"
+    assert client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)["Parts"]
+    # the small part is fine as the last one; If-Match names the object it replaces
     done = client.complete_multipart_upload(
         Bucket=bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": big["ETag"]}]},
+        IfMatch=existing["ETag"],
     )
     assert done["ETag"].endswith('-1"')
     # NoSuchUpload for every operation on an unknown upload

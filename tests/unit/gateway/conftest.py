@@ -33,11 +33,11 @@ from cairn.meta.index import (
     ObjectVersion,
     PutObject,
     PutResult,
-    WriteCondition,
     encode_command,
 )
 from cairn.meta.machine import MetaError
 from cairn.meta.manifest import Manifest
+from cairn.meta.write_condition import WriteCondition
 from cairn.node.chunk_client import ChunkUnavailable, InsufficientReplicas
 
 T = TypeVar("T")

@@ -39,12 +39,12 @@ from cairn.meta.index import (
     PutObject,
     PutResult,
     ShrinkRange,
-    WriteCondition,
     encode_command,
     encode_key,
 )
 from cairn.meta.machine import CommandFormatError, MetaError, SnapshotFormatError
 from cairn.meta.manifest import INLINE_BYTES_MAX, ChunkRef, Manifest, ManifestError, etag_of_bytes
+from cairn.meta.write_condition import WriteCondition
 
 ON = VersioningState.ENABLED
 OFF = VersioningState.UNVERSIONED

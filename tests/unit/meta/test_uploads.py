@@ -18,6 +18,7 @@ from cairn.meta.index import (
     InvalidListArgument,
     KeyOutOfRange,
     NoSuchKey,
+    PreconditionFailed,
     PutObject,
     ShrinkRange,
     encode_command,
@@ -46,6 +47,7 @@ from cairn.meta.uploads import (
     PutPartResult,
     UploadsPage,
 )
+from cairn.meta.write_condition import WriteCondition
 
 OFF = VersioningState.UNVERSIONED
 ON = VersioningState.ENABLED
@@ -221,6 +223,29 @@ def test_a_retried_complete_answers_like_the_first() -> None:
         s.put(u, p, key=f"x{i}")
         s.complete(u, [(1, p.etag)], key=f"x{i}")
     assert isinstance(s.complete(upload, [(1, p.etag)]), NoSuchUpload)
+
+
+def test_a_conditional_complete_is_a_compare_and_set_that_keeps_a_refused_upload() -> None:
+    s = Shard()
+    upload = s.create()
+    p = part(1, 10, "p")
+    s.put(upload, p)
+
+    def complete_if(condition: WriteCondition) -> object:
+        return s.run(CompleteUpload("bkt", "k", upload, [(1, p.etag)], 9.0, OFF, condition))
+
+    assert isinstance(complete_if(WriteCondition(if_match="0" * 32)), NoSuchKey)
+    other = s.create()
+    s.put(other, part(1, 10, "other"), key="k")
+    first = s.run(CompleteUpload("bkt", "k", other, [(1, part(1, 10, "other").etag)], 9.0, OFF))
+    assert isinstance(first, CompleteResult)
+    assert isinstance(complete_if(WriteCondition(if_none_match=True)), PreconditionFailed)
+    assert len(s.shard.list_uploads("bkt").uploads) == 1, "a refused complete keeps the upload"
+    done = complete_if(WriteCondition(if_match=first.etag))
+    assert isinstance(done, CompleteResult)
+    manifest = s.shard.head("bkt", "k").manifest
+    assert manifest is not None and manifest.etag == done.etag
+    assert s.shard.list_uploads("bkt").uploads == []
 
 
 def test_versioned_complete_appends_a_version() -> None:

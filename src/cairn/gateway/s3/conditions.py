@@ -24,7 +24,7 @@ import email.utils
 from collections.abc import Mapping
 
 from cairn.gateway.s3.errors import S3Error
-from cairn.meta.index import WriteCondition
+from cairn.meta.write_condition import WriteCondition
 
 HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
 COPY_SOURCE_HEADERS = tuple(f"x-amz-copy-source-{name}" for name in HEADERS)

@@ -44,7 +44,7 @@ from cairn.gateway.objects import validate_key
 from cairn.gateway.s3 import multipart_xml as mxml
 from cairn.gateway.s3.app import S3App
 from cairn.gateway.s3.checksums import DIGEST_BYTES
-from cairn.gateway.s3.conditions import copy_source_conditions, evaluate
+from cairn.gateway.s3.conditions import copy_source_conditions, evaluate, write_condition
 from cairn.gateway.s3.context import Handler, S3Request, bucket_for, xml_response
 from cairn.gateway.s3.endpoint import Op
 from cairn.gateway.s3.errors import S3Error
@@ -294,10 +294,9 @@ class MultipartHandlers:
 
     # -- complete ----------------------------------------------------------------------
     async def complete(self, request: S3Request) -> web.StreamResponse:
-        if "if-match" in request.headers or "if-none-match" in request.headers:
-            # Refused, not ignored: a caller relying on the condition must not get a
-            # silent overwrite. (PutObject takes both; see `conditions.write_condition`.)
-            raise S3Error("NotImplemented", "conditional CompleteMultipartUpload")
+        # `If-None-Match: *` / `If-Match`, checked by the index shard in the same command
+        # that commits the object (a failed condition leaves the upload to retry or abort).
+        condition = write_condition(request.headers)
         upload_id = _upload_id(request)
         bucket = await _writable(request)
         parts = mxml.parse_complete(await request.small_body())
@@ -308,6 +307,7 @@ class MultipartHandlers:
             parts,
             bucket.versioning,
             created_s=request.api.clock.wall(),
+            condition=condition,
         )
         location = str(request.http.url.with_query(None))
         headers: dict[str, str] = {}
