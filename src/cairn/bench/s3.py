@@ -26,6 +26,11 @@ Why it is built this way:
 - **One system at a time.** The subject (an endpoint given by flags, or a 3-node
   `LocalCluster` the bench starts, as `cairn up` does) runs its cells and is stopped
   before Swift starts, so neither competes with the other for the two cores.
+- **Every gateway serves.** Swift's proxy runs a worker process per core behind one
+  port; a Cairn node runs one gateway process, and every node is a gateway. So the
+  clients are spread over all of the system's endpoints (client `w` on endpoint
+  `w mod n`), as DNS round robin would spread them: with node-1 alone serving, its one
+  process was the bottleneck at c=64 (about one core busy, the others idle).
 """
 
 import asyncio
@@ -96,6 +101,13 @@ class S3Target:
     access_key: str
     secret_key: str
     region: str = DEFAULT_REGION
+    more_endpoints: tuple[str, ...] = ()
+    """Further gateways of the same system: concurrent client `w` talks to endpoint
+    `w mod n`, as DNS round robin or a client-side balancer would spread them."""
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return (self.endpoint, *self.more_endpoints)
 
 
 @dataclass(frozen=True)
@@ -164,16 +176,30 @@ class Mismatch(Exception):
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+@dataclass(frozen=True)
+class _Route:
+    """One endpoint: its base URL, path prefix and signer (the Host header is signed)."""
+
+    base: str
+    prefix: str
+    signer: Signer
+
+    @classmethod
+    def of(cls, endpoint: str, target: S3Target) -> "_Route":
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not an http(s) endpoint: {endpoint!r}")
+        signer = Signer(target.access_key, target.secret_key, target.region, parts.netloc)
+        return cls(f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/"), signer)
+
+
 class S3Client:
-    """PUT bucket, PUT object and verified GET object, path-style, over keep-alive."""
+    """PUT bucket, PUT object and verified GET object, path-style, over keep-alive; the
+    `worker` argument picks the endpoint (`worker mod` the number of endpoints)."""
 
     def __init__(self, target: S3Target, connections_max: int) -> None:
-        parts = urlsplit(target.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not an http(s) endpoint: {target.endpoint!r}")
-        self.base = f"{parts.scheme}://{parts.netloc}"
-        self.prefix = parts.path.rstrip("/")
-        self.signer = Signer(target.access_key, target.secret_key, target.region, parts.netloc)
+        self._routes = [_Route.of(endpoint, target) for endpoint in target.endpoints]
+        self.base = self._routes[0].base
         connector = aiohttp.TCPConnector(limit=connections_max, limit_per_host=connections_max)
         self.session = aiohttp.ClientSession(
             connector=connector,
@@ -182,8 +208,12 @@ class S3Client:
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
 
-    def _path(self, bucket: str, key: str = "") -> str:
-        raw = f"{self.prefix}/{bucket}" + (f"/{key}" if key else "")
+    def _route(self, worker: int) -> _Route:
+        return self._routes[worker % len(self._routes)]
+
+    @staticmethod
+    def _path(route: _Route, bucket: str, key: str = "") -> str:
+        raw = f"{route.prefix}/{bucket}" + (f"/{key}" if key else "")
         return uri_encode(raw.encode(), keep_slash=True)
 
     async def _fail(self, response: aiohttp.ClientResponse) -> S3Failure:
@@ -193,9 +223,10 @@ class S3Client:
         return S3Failure(f"HTTP {response.status} {code}".strip())
 
     async def create_bucket(self, bucket: str) -> None:
-        path = self._path(bucket)
-        headers = self.signer.headers("PUT", path, EMPTY_SHA256, time.time())
-        async with self.session.put(self.base + path, headers=headers, data=b"") as response:
+        route = self._route(0)
+        path = self._path(route, bucket)
+        headers = route.signer.headers("PUT", path, EMPTY_SHA256, time.time())
+        async with self.session.put(route.base + path, headers=headers, data=b"") as response:
             if response.status == 200:
                 await response.read()
                 return
@@ -203,19 +234,25 @@ class S3Client:
             if "BucketAlreadyOwnedByYou" not in failure.kind:
                 raise failure
 
-    async def put(self, bucket: str, key: str, data: bytes, sha256_hex: str) -> None:
-        path = self._path(bucket, key)
-        headers = self.signer.headers("PUT", path, sha256_hex, time.time())
-        async with self.session.put(self.base + path, headers=headers, data=data) as response:
+    async def put(
+        self, bucket: str, key: str, data: bytes, sha256_hex: str, worker: int = 0
+    ) -> None:
+        route = self._route(worker)
+        path = self._path(route, bucket, key)
+        headers = route.signer.headers("PUT", path, sha256_hex, time.time())
+        async with self.session.put(route.base + path, headers=headers, data=data) as response:
             if response.status != 200:
                 raise await self._fail(response)
             await response.read()
 
-    async def get_verified(self, bucket: str, key: str, size: int, digest: bytes) -> int:
+    async def get_verified(
+        self, bucket: str, key: str, size: int, digest: bytes, worker: int = 0
+    ) -> int:
         """GET and compare every byte (length and SHA-256); return the bytes read."""
-        path = self._path(bucket, key)
-        headers = self.signer.headers("GET", path, EMPTY_SHA256, time.time())
-        async with self.session.get(self.base + path, headers=headers) as response:
+        route = self._route(worker)
+        path = self._path(route, bucket, key)
+        headers = route.signer.headers("GET", path, EMPTY_SHA256, time.time())
+        async with self.session.get(route.base + path, headers=headers) as response:
             if response.status != 200:
                 raise await self._fail(response)
             hasher = hashlib.sha256()
@@ -325,17 +362,17 @@ async def run_cell(
         key = f"{prefix}/w{w}/{sequence[w]}"
         sequence[w] += 1
         data, digest = maker.make(size_bytes)
-        await client.put(bucket, key, data, digest.hex())
+        await client.put(bucket, key, data, digest.hex(), w)
         written.objects[key] = (size_bytes, digest)
         return size_bytes
 
     put_figures = await drive(put, concurrency, seconds)
     keys = sorted(written.objects)
 
-    async def get(_w: int) -> int:
+    async def get(w: int) -> int:
         key = rng.choice(keys)
         size, digest = written.objects[key]
-        return await client.get_verified(bucket, key, size, digest)
+        return await client.get_verified(bucket, key, size, digest, w)
 
     if keys:
         get_figures = await drive(get, concurrency, seconds)
@@ -414,7 +451,13 @@ async def bench_target(
                 cells.append(cell)
     finally:
         await client.close()
-    return {"available": True, "endpoint": target.endpoint, "bucket": bucket, "cells": cells}
+    return {
+        "available": True,
+        "endpoint": target.endpoint,
+        "endpoints": list(target.endpoints),
+        "bucket": bucket,
+        "cells": cells,
+    }
 
 
 # -- ratios --------------------------------------------------------------------------------
@@ -451,7 +494,8 @@ def _own_cluster_config() -> dict[str, Any]:
     defaults = CairnConfig()
     return {
         "kind": "3-node LocalCluster started by the bench (as `cairn up`), raft metadata, "
-        "its s3_endpoint (node-1's gateway)",
+        "every node's S3 gateway, client w on node w mod 3 (Swift's proxy runs a worker "
+        "per core)",
         "fsync": defaults.fsync,
         "compression": defaults.compression,
         "encryption": defaults.encryption,
@@ -465,16 +509,21 @@ def _bench_own_cluster(
     progress(f"starting a 3-node Cairn cluster in {base / 'cairn'}")
     with LocalCluster(base / "cairn", 3, secret=SECRET, raft=True) as cluster:
         described = cluster.describe()
-        gateway = described["nodes"][0]
+        nodes = described["nodes"]
+        endpoints = [node["s3"] for node in nodes]
         progress(
-            f"cairn: S3 endpoint {described['s3_endpoint']} is {gateway['node_id']} "
-            f"(pid {gateway['pid']})"
+            "cairn: S3 gateways "
+            + ", ".join(f"{node['node_id']} {node['s3']} (pid {node['pid']})" for node in nodes)
         )
         target = S3Target(
-            config.name, described["s3_endpoint"], described["access_key"], described["secret_key"]
+            config.name,
+            endpoints[0],
+            described["access_key"],
+            described["secret_key"],
+            more_endpoints=tuple(endpoints[1:]),
         )
         result = asyncio.run(bench_target(target, config, maker, progress))
-    return {**_own_cluster_config(), "gateway_pid": gateway["pid"], **result}
+    return {**_own_cluster_config(), "gateway_pids": [n["pid"] for n in nodes], **result}
 
 
 def _bench_swift(

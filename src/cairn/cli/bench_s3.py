@@ -14,8 +14,9 @@ from cairn.cli.output import emit_json, print_table, stderr_console
 @click.option(
     "--endpoint",
     default=None,
-    help="S3 endpoint URL (path-style); default: start "
-    "a 3-node Cairn cluster and use its s3_endpoint.",
+    help="S3 endpoint URL (path-style), or several comma-separated gateways of one system "
+    "(client w uses the w-th mod n); default: start a 3-node Cairn cluster and use every "
+    "node's gateway.",
 )
 @click.option("--access-key", default=None, help="Access key id for --endpoint.")
 @click.option("--secret-key", default=None, help="Secret key for --endpoint.")
@@ -66,7 +67,12 @@ def bench_s3(
     if endpoint is not None:
         if not access_key or not secret_key:
             raise click.UsageError("--endpoint needs --access-key and --secret-key")
-        target = S3Target(name, endpoint, access_key, secret_key, region)
+        endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
+        if not endpoints:
+            raise click.UsageError("--endpoint needs at least one URL")
+        target = S3Target(
+            name, endpoints[0], access_key, secret_key, region, more_endpoints=tuple(endpoints[1:])
+        )
     elif access_key or secret_key:
         raise click.UsageError("--access-key/--secret-key go with --endpoint")
     config = S3BenchConfig(

@@ -41,6 +41,7 @@ def test_bench_s3_own_cluster_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "not in this test" in data["systems"]["swift"]["reason"]
     cairn = data["systems"]["cairn"]
     assert cairn["available"] and cairn["endpoint"].startswith("http://127.0.0.1:")
+    assert len(set(cairn["endpoints"])) == 3 == len(cairn["gateway_pids"])  # every node serves
     cells = cairn["cells"]
     assert [(c["size_bytes"], c["concurrency"]) for c in cells] == [
         (s, c) for s in (4096, 300 * 1024) for c in (1, 3)
