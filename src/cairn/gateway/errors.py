@@ -41,6 +41,8 @@ STATUS_OF_CODE: dict[str, int] = {
     "TooManyVersions": 400,
     "RequestTimeout": 400,
     "InvalidRange": 416,
+    "InvalidPartNumber": 416,
+    "NotImplemented": 501,
     "PreconditionFailed": 412,
     "FenceStale": 409,
     "MethodNotAllowed": 405,

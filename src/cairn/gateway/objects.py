@@ -376,14 +376,21 @@ class ObjectService:
         key: str,
         bounds: tuple[int | None, int | None] | None = None,
         version_id: str | None = None,
+        part_number: int | None = None,
     ) -> ObjectRead:
-        """Open an object for reading; `bounds` (first, last) as in an HTTP Range header.
+        """Open an object for reading; `bounds` (first, last) as in an HTTP Range header,
+        or one part of it (`part_number`, from the manifest that is read: never a part of
+        another version).
 
-        Raises `InvalidRange` for a range that selects nothing."""
+        Raises `InvalidRange` for a range that selects nothing, `InvalidPartNumber` past
+        the last part."""
         version = await self.head(bucket_name, key, version_id)
         manifest = version.manifest
         assert manifest is not None
-        byte_range = None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
+        if part_number is not None:
+            byte_range: ByteRange | None = manifest.part_range(part_number)
+        else:
+            byte_range = None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
         if manifest.chunks and self._ready is not None:
             await self._ready()
         return ObjectRead(version, manifest, byte_range, self.reader.stream(manifest, byte_range))

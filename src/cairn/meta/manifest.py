@@ -18,6 +18,9 @@ content hashes of the object in the multipart case; chunk ids (keyed hashes) are
 Encoding: one format-version byte, then msgpack of `Manifest` (msgspec). Chunk refs are
 encoded as arrays, not maps, since a large object has many of them.
 
+Multipart objects also keep their part sizes (`part_sizes`), so `part_range` can serve
+S3's GET/HEAD by `partNumber`.
+
 Ranges. `ByteRange.from_http` resolves an HTTP `Range: bytes=first-last` (or a suffix
 `-n`) against the object size into a half-open `[start, end)`, with S3's rules for
 unsatisfiable ranges; `slices_for_range` bisects the chunk offsets and returns the chunks
@@ -69,6 +72,18 @@ class InvalidRange(MetaError):
     code = "InvalidRange"
 
 
+class InvalidPartNumber(MetaError):
+    """GET/HEAD `partNumber` past the object's last part (HTTP 416)."""
+
+    code = "InvalidPartNumber"
+
+
+class PartsUnknown(MetaError):
+    """GET/HEAD `partNumber` of a multipart object that has no part sizes recorded."""
+
+    code = "NotImplemented"
+
+
 class ChunkRef(msgspec.Struct, frozen=True, array_like=True):
     """One chunk of an object: its id, where it starts in the object, its plaintext length."""
 
@@ -94,12 +109,33 @@ class Manifest(msgspec.Struct, frozen=True):
     content-disposition, content-encoding, content-language, expires), as S3 keeps them."""
     checksums: dict[str, str] = {}
     """Verified x-amz-checksum values of the whole body (algorithm -> base64), if one was sent."""
+    part_sizes: tuple[int, ...] = ()
+    """Plaintext bytes of each part of a multipart upload, in order (what GET by
+    `partNumber` needs); empty for a single PUT and for objects completed before stop 12."""
 
     @property
     def part_count(self) -> int:
         """Parts of a multipart upload (from the ETag), 0 for a single PUT."""
         _, _, parts = self.etag.partition("-")
         return int(parts) if parts else 0
+
+    def part_range(self, part_number: int) -> ByteRange:
+        """The bytes of part `part_number` (from 1), as S3's GET/HEAD `partNumber` serves
+        them; a single PUT is one part. Raises `InvalidPartNumber` past the last part and
+        `PartsUnknown` for a multipart object that did not record its part sizes."""
+        count = self.part_count or 1
+        if not 1 <= part_number <= count:
+            raise InvalidPartNumber(f"part {part_number} of an object of {count} parts")
+        if self.part_count == 0 or count == 1:
+            start, end = 0, self.size
+        elif not self.part_sizes:
+            raise PartsUnknown("this object was completed before part sizes were recorded")
+        else:
+            start = sum(self.part_sizes[: part_number - 1])
+            end = start + self.part_sizes[part_number - 1]
+        if start == end:
+            raise InvalidRange(f"part {part_number} is empty")
+        return ByteRange(start, end)
 
     def chunk_ids(self) -> Iterable[bytes]:
         return (ref.chunk_id for ref in self.chunks)
@@ -185,6 +221,12 @@ def validate(manifest: Manifest) -> None:
         len(k) > 16 or len(v) > 128 for k, v in manifest.checksums.items()
     ):
         raise ManifestError("malformed checksums")
+    if manifest.part_sizes and (
+        len(manifest.part_sizes) != manifest.part_count
+        or any(size < 0 for size in manifest.part_sizes)
+        or sum(manifest.part_sizes) != manifest.size
+    ):
+        raise ManifestError("part sizes do not match the part count and the size")
     if manifest.inline is not None:
         _validate_inline(manifest)
     else:

@@ -495,6 +495,7 @@ class UploadTable:
             info.user_metadata,
             chunks=refs,
             content_headers=info.content_headers,
+            part_sizes=tuple(p.size for p in chosen),
         )
 
     def completed(self, encoded_key: bytes, upload_id: str, result: CompleteResult) -> None:

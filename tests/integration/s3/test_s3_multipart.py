@@ -3,7 +3,7 @@ through the transfer manager, the low-level calls with S3's ETag rule, ListParts
 ListMultipartUploads with prefixes and pages, Abort, the errors S3 answers
 (InvalidPart, InvalidPartOrder, EntityTooSmall, NoSuchUpload, MalformedXML),
 UploadPartCopy (by chunk reference and re-chunked), GC sparing the parts of an upload in
-progress, and the shard leader aborting an abandoned upload."""
+progress, the shard leader aborting an abandoned upload, and GET/HEAD by partNumber."""
 
 import asyncio
 import hashlib
@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
@@ -138,6 +139,35 @@ def test_low_level_calls_list_parts_and_complete(s3: S3Cluster, bucket: str) -> 
     with pytest.raises(ClientError) as gone:
         client.list_parts(Bucket=bucket, Key="low/level", UploadId=upload_id)
     assert code_of(gone) == ("NoSuchUpload", 404)
+    _parts_read_back(client, bucket, "low/level", bodies)
+
+
+def _parts_read_back(client: Any, bucket: str, key: str, bodies: list[bytes]) -> None:
+    """GET/HEAD by partNumber serve each part, as S3 does."""
+    size = sum(len(b) for b in bodies)
+    start = 0
+    for number, body in enumerate(bodies, 1):
+        got = client.get_object(Bucket=bucket, Key=key, PartNumber=number)
+        assert got["Body"].read() == body
+        assert got["PartsCount"] == len(bodies) and got["ContentLength"] == len(body)
+        assert got["ContentRange"] == f"bytes {start}-{start + len(body) - 1}/{size}"
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        head = client.head_object(Bucket=bucket, Key=key, PartNumber=number)
+        assert head["ContentLength"] == len(body) and head["PartsCount"] == len(bodies)
+        start += len(body)
+    with pytest.raises(ClientError) as past:
+        client.get_object(Bucket=bucket, Key=key, PartNumber=len(bodies) + 1)
+    assert code_of(past) == ("InvalidPartNumber", 416)
+    with pytest.raises(ClientError) as both:
+        client.get_object(Bucket=bucket, Key=key, PartNumber=1, Range="bytes=0-1")
+    assert code_of(both) == ("InvalidRequest", 400)
+    # A single PUT is one part.
+    client.put_object(Bucket=bucket, Key=key + ".single", Body=b"one part")
+    single = client.get_object(Bucket=bucket, Key=key + ".single", PartNumber=1)
+    assert single["Body"].read() == b"one part" and "PartsCount" not in single
+    with pytest.raises(ClientError) as second:
+        client.head_object(Bucket=bucket, Key=key + ".single", PartNumber=2)
+    assert second.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
 
 
 def test_complete_errors(s3: S3Cluster, bucket: str) -> None:

@@ -16,9 +16,11 @@ from cairn.meta.manifest import (
     USER_METADATA_BYTES_MAX,
     ByteRange,
     ChunkRef,
+    InvalidPartNumber,
     InvalidRange,
     Manifest,
     ManifestError,
+    PartsUnknown,
     build_chunk_refs,
     decode_manifest,
     encode_manifest,
@@ -90,6 +92,12 @@ BAD_MANIFESTS = {
         0, "0" * 32, 0.0, user_metadata={"k": "v" * USER_METADATA_BYTES_MAX}, inline=b""
     ),
     "content type too long": Manifest(0, "0" * 32, 0.0, "t" * 300, inline=b""),
+    "part sizes not the count": Manifest(
+        3, "0" * 32 + "-2", 0.0, chunks=(ref(0, 0, 3),), part_sizes=(3,)
+    ),
+    "part sizes not the size": Manifest(
+        3, "0" * 32 + "-2", 0.0, chunks=(ref(0, 0, 3),), part_sizes=(1, 1)
+    ),
 }
 
 
@@ -103,6 +111,26 @@ def test_invalid_manifests_are_refused_both_ways(name: str) -> None:
     raw = b"\x01" + msgspec.msgpack.encode(manifest)
     with pytest.raises(ManifestError):
         decode_manifest(raw)
+
+
+def test_part_ranges_for_get_by_part_number() -> None:
+    refs = build_chunk_refs((cid(i), n) for i, n in enumerate([6, 4]))
+    parts = Manifest(10, "0" * 32 + "-3", 1.0, chunks=refs, part_sizes=(5, 5, 0))
+    assert decode_manifest(encode_manifest(parts)) == parts
+    assert parts.part_range(1) == ByteRange(0, 5) and parts.part_range(2) == ByteRange(5, 10)
+    with pytest.raises(InvalidRange):
+        parts.part_range(3)  # an empty last part selects nothing
+    for past in (0, 4):
+        with pytest.raises(InvalidPartNumber):
+            parts.part_range(past)
+    single = chunked([7])
+    assert single.part_range(1) == ByteRange(0, 7)
+    with pytest.raises(InvalidPartNumber):
+        single.part_range(2)
+    older = Manifest(10, "0" * 32 + "-2", 1.0, chunks=refs)  # completed before part sizes
+    assert older.part_count == 2
+    with pytest.raises(PartsUnknown):
+        older.part_range(1)
 
 
 def test_malformed_and_unknown_versions() -> None:

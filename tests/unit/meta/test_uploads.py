@@ -108,6 +108,7 @@ def test_complete_builds_the_object_with_the_multipart_etag() -> None:
     version = s.shard.head("bkt", "k")
     manifest = version.manifest
     assert manifest is not None and manifest.etag == expected and manifest.part_count == 3
+    assert manifest.part_sizes == (p1.size, p2.size, p3.size)
     assert manifest.content_type == "text/plain" and manifest.user_metadata == {"m": "v"}
     assert manifest.created_s == 9.0
     refs = manifest.chunks

@@ -48,6 +48,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "BadDigest": 400,
     "XAmzContentSHA256Mismatch": 400,
     "InvalidRange": 416,
+    "InvalidPartNumber": 416,
     "PreconditionFailed": 412,
     "NotModified": 304,
     "InvalidPart": 400,

@@ -14,7 +14,10 @@ outcome to S3's headers. The object service (`gateway.objects`) does the storage
   commits (412 PreconditionFailed; If-Match on a missing key: 404 NoSuchKey).
 - GetObject/HeadObject evaluate the conditional headers (`conditions`) against the
   manifest; Range (`bytes=a-b`, `a-`, `-n`) gives 206 with Content-Range, an
-  unsatisfiable one 416; `response-*` parameters override response headers. The first
+  unsatisfiable one 416; `?partNumber=N` gives one part of a multipart object (206 with
+  Content-Range and `x-amz-mp-parts-count`; a single PUT is part 1; 416
+  InvalidPartNumber past the last part; 400 together with a Range, as S3 answers);
+  `response-*` parameters override response headers. The first
   chunk is fetched before the status line goes out, so a read failure there is still a
   clean S3 error; a failure later can only cut the connection short.
 - CopyObject copies the *manifest*: the chunks are content-addressed and shared, so a copy
@@ -48,6 +51,7 @@ from cairn.gateway.s3.context import S3Request, bucket_for, xml_response
 from cairn.gateway.s3.errors import S3Error, from_code
 from cairn.gateway.s3.headers import attributes_from, http_date, object_headers
 from cairn.meta.manifest import ByteRange, Manifest
+from cairn.meta.uploads import PART_NUMBER_MAX
 
 PUT_OBJECT_BYTES_MAX = 5 * 1024**3
 DELETE_PARALLEL_MAX = 16
@@ -97,13 +101,29 @@ async def put_object(request: S3Request) -> web.StreamResponse:
 
 
 # -- GET / HEAD -----------------------------------------------------------------------------
+def _part_number(request: S3Request) -> int | None:
+    """GET/HEAD `?partNumber=N` (1..10000); S3 refuses it together with a Range."""
+    value = request.params.get("partNumber")
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= PART_NUMBER_MAX:
+        raise S3Error("InvalidArgument", f"partNumber must be in 1..{PART_NUMBER_MAX}")
+    if "range" in request.headers:
+        raise S3Error("InvalidRequest", "cannot specify both Range and partNumber")
+    return int(value)
+
+
+def _part_headers(headers: dict[str, str], manifest: Manifest, part_number: int | None) -> None:
+    if part_number is not None and manifest.part_count:
+        headers["x-amz-mp-parts-count"] = str(manifest.part_count)
+
+
 async def get_object(request: S3Request) -> web.StreamResponse:
-    if "partNumber" in request.params:
-        raise S3Error("NotImplemented", "GET by partNumber is not supported")
+    part_number = _part_number(request)
     bucket = await bucket_for(request)
     bounds = parse_range_header(request.headers.get("range"))
     version_id = request.params.get("versionId")
-    read = await request.service.get(bucket.name, request.key, bounds, version_id)
+    read = await request.service.get(bucket.name, request.key, bounds, version_id, part_number)
     async with contextlib.aclosing(read.body) as body:
         manifest = read.manifest
         try:
@@ -118,6 +138,7 @@ async def get_object(request: S3Request) -> web.StreamResponse:
             request.params,
             _checksum_mode(request) and read.byte_range is None,
         )
+        _part_headers(headers, manifest, part_number)
         status = 200
         if read.byte_range is not None:
             status = 206
@@ -136,8 +157,7 @@ async def get_object(request: S3Request) -> web.StreamResponse:
 
 
 async def head_object(request: S3Request) -> web.StreamResponse:
-    if "partNumber" in request.params:
-        raise S3Error("NotImplemented", "HEAD by partNumber is not supported")
+    part_number = _part_number(request)
     bucket = await bucket_for(request)
     version_id = request.params.get("versionId")
     version = await request.service.head(bucket.name, request.key, version_id)
@@ -150,10 +170,14 @@ async def head_object(request: S3Request) -> web.StreamResponse:
             return _not_modified(manifest)
         raise
     bounds = parse_range_header(request.headers.get("range"))
-    byte_range = None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
+    if part_number is not None:
+        byte_range: ByteRange | None = manifest.part_range(part_number)
+    else:
+        byte_range = None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
     headers = object_headers(
         manifest, version.version_id, request.params, _checksum_mode(request) and byte_range is None
     )
+    _part_headers(headers, manifest, part_number)
     status = 200
     length = manifest.size
     if byte_range is not None:
