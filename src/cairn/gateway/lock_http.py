@@ -36,7 +36,9 @@ The check and the commit are two groups' operations, so the write also carries t
 into the index command: the shard refuses it (409 `FenceStale` again) if it has already
 accepted a higher token of that lock. A holder that loses its lock in the milliseconds
 between check and commit can therefore not overwrite anything its successor wrote
-through that shard; its write lands before the successor's, in token order.
+through that shard; its write lands before the successor's, in token order. S3's
+CompleteMultipartUpload gets the same two checks (`check_fence` is handed to the
+multipart handlers).
 """
 
 import contextvars
@@ -54,14 +56,13 @@ from cairn.meta.buckets import Bucket, StoragePolicy, VersioningState
 from cairn.meta.directory import ROOT_GROUP_ID
 from cairn.meta.index import (
     DeleteResult,
-    Fence,
     ListPage,
     ObjectVersion,
     PutResult,
 )
 from cairn.meta.locks import LOCK_NAME_BYTES_MAX, LockInfo
 from cairn.meta.manifest import Manifest
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 from cairn.node.lock_messages import (
     LIST_LIMIT_MAX,
     LockAcquire,

@@ -63,8 +63,9 @@ class Gateway:
         self.config = config
         view = node.view
         self.chunks = ReplicatedChunks(node.pool, view.require, config.lb_strategy)
+        fenced = FencedMeta(node.meta)  # issue 8: X-Cairn-Fence checked before index commits
         self.service = ObjectService(
-            FencedMeta(node.meta),  # issue 8: X-Cairn-Fence checked before index commits
+            fenced,
             self.chunks,
             cluster_key(config.cluster_secret),
             default_level=config.write_consistency,
@@ -83,7 +84,7 @@ class Gateway:
         mount(self.app, self.service, native_token(config.cluster_secret))
         self.users = UserClient(node.meta, config.cluster_secret)
         self.s3 = S3App(self.service, self.users, config.cluster_secret)
-        register_multipart(self.s3, UploadClient(node.meta))  # issue 7: multipart upload
+        register_multipart(self.s3, UploadClient(node.meta), fenced.check_fence)  # issue 7
         self.s3.mount(self.app)
         self._runner: web.AppRunner | None = None
         self.port = 0

@@ -94,7 +94,7 @@ from cairn.meta.uploads import (
     UploadsPage,
     UploadTable,
 )
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 
 OBJECT_KEY_BYTES_MAX = 1024
 LIST_KEYS_MAX = 1000
@@ -203,13 +203,6 @@ class ListPage(msgspec.Struct, frozen=True):
 
 
 # Commands ---------------------------------------------------------------------------------
-
-
-class Fence(msgspec.Struct, frozen=True, array_like=True):
-    """The lock that guards a write and the fencing token its writer holds."""
-
-    name: str
-    token: int
 
 
 class PutObject(msgspec.Struct, tag="put", frozen=True):
@@ -531,7 +524,14 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             return done  # a retried Complete
         manifest = self.uploads.manifest_for(encoded, command)
         put = self._put(
-            PutObject(command.bucket, command.key, manifest, command.versioning, command.condition)
+            PutObject(
+                command.bucket,
+                command.key,
+                manifest,
+                command.versioning,
+                command.condition,
+                command.fence,
+            )
         )
         result = CompleteResult(put.version_id, manifest.etag, manifest.size)
         self.uploads.completed(encoded, command.upload_id, result)

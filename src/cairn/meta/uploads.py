@@ -57,7 +57,7 @@ from cairn.meta.manifest import (
     build_chunk_refs,
     etag_multipart,
 )
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 
 PART_NUMBER_MAX = MULTIPART_PARTS_MAX
 """Part numbers are 1..10,000 (S3)."""
@@ -185,6 +185,8 @@ class CompleteUpload(msgspec.Struct, tag="upload_complete", frozen=True):
     """The bucket's versioning state at completion."""
     condition: WriteCondition | None = None
     """Checked against the key's current object as the object commits."""
+    fence: Fence | None = None
+    """Checked against the highest token the shard accepted for its lock (`meta.index`)."""
 
 
 class AbortUpload(msgspec.Struct, tag="upload_abort", frozen=True):

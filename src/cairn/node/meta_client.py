@@ -42,7 +42,6 @@ from cairn.meta.index import (
     BucketStats,
     DeleteObject,
     DeleteResult,
-    Fence,
     IndexCommand,
     ListEntry,
     ListPage,
@@ -55,7 +54,7 @@ from cairn.meta.index import (
 from cairn.meta.manifest import Manifest
 from cairn.meta.root import RootCommand, encode_root_command
 from cairn.meta.uploads import AbortBucketUploads, AbortBucketUploadsResult
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 from cairn.node.internal_lock import LockBusy, hold_exclusive
 from cairn.node.meta_messages import (
     BucketGet,

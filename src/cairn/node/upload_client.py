@@ -34,7 +34,7 @@ from cairn.meta.uploads import (
     UploadInfo,
     UploadsPage,
 )
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 from cairn.node.meta_client import MetaClient, shards_from
 from cairn.node.meta_messages import Consistency
 from cairn.node.upload_messages import (
@@ -92,9 +92,10 @@ class UploadClient:
         versioning: VersioningState,
         created_s: float | None = None,
         condition: WriteCondition | None = None,
+        fence: Fence | None = None,
     ) -> CompleteResult:
         """Commit the object from `parts` ((number, ETag) in request order), if
-        `condition` holds for the key's current object then."""
+        `condition` holds for the key's current object then and `fence` is not stale."""
         command = CompleteUpload(
             bucket,
             key,
@@ -103,6 +104,7 @@ class UploadClient:
             time.time() if created_s is None else created_s,
             versioning,
             condition,
+            fence,
         )
         return await self.meta.routed(bucket, key, command, CompleteResult)
 

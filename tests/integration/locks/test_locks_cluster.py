@@ -20,8 +20,8 @@ from cairn.client.locks import LockClient
 from cairn.client.sdk import CairnClient
 from cairn.localcluster import LocalCluster
 from cairn.meta.buckets import VersioningState
-from cairn.meta.index import Fence
 from cairn.meta.manifest import Manifest, etag_of_bytes
+from cairn.meta.write_condition import Fence
 from cairn.node.meta_client import MetaClient
 from cairn.wire import RpcPool, derive_auth_key
 

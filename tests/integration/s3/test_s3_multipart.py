@@ -218,6 +218,15 @@ def test_complete_errors(s3: S3Cluster, bucket: str) -> None:
             )
         return code_of(failed)
 
+    # A fence (issue 8) on Complete is checked, not ignored: no one holds this lock.
+    def add_fence(request: Any, **_: Any) -> None:
+        request.headers["X-Cairn-Fence"] = "nobody-holds-this:5"
+
+    client.meta.events.register("before-sign.s3.CompleteMultipartUpload", add_fence)
+    try:
+        assert complete_if() == ("FenceStale", 409)
+    finally:
+        client.meta.events.unregister("before-sign.s3.CompleteMultipartUpload", add_fence)
     # Conditional completes: checked as the object commits; a failed one leaves the upload.
     assert complete_if(IfMatch='"0123456789abcdef0123456789abcdef"') == ("NoSuchKey", 404)
     existing = client.put_object(Bucket=bucket, Key=key, Body=b"there first")

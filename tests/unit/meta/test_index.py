@@ -25,7 +25,6 @@ from cairn.meta.index import (
     BucketStats,
     DeleteObject,
     DeleteResult,
-    Fence,
     FenceStale,
     IndexShard,
     InvalidFence,
@@ -44,7 +43,7 @@ from cairn.meta.index import (
 )
 from cairn.meta.machine import CommandFormatError, MetaError, SnapshotFormatError
 from cairn.meta.manifest import INLINE_BYTES_MAX, ChunkRef, Manifest, ManifestError, etag_of_bytes
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 
 ON = VersioningState.ENABLED
 OFF = VersioningState.UNVERSIONED

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from cairn.meta.buckets import VersioningState
 from cairn.meta.index import (
+    FenceStale,
     IndexShard,
     InvalidListArgument,
     KeyOutOfRange,
@@ -47,7 +48,7 @@ from cairn.meta.uploads import (
     PutPartResult,
     UploadsPage,
 )
-from cairn.meta.write_condition import WriteCondition
+from cairn.meta.write_condition import Fence, WriteCondition
 
 OFF = VersioningState.UNVERSIONED
 ON = VersioningState.ENABLED
@@ -247,6 +248,29 @@ def test_a_conditional_complete_is_a_compare_and_set_that_keeps_a_refused_upload
     manifest = s.shard.head("bkt", "k").manifest
     assert manifest is not None and manifest.etag == done.etag
     assert s.shard.list_uploads("bkt").uploads == []
+
+
+def test_a_fenced_complete_below_the_highest_token_is_refused_and_keeps_the_upload() -> None:
+    s = Shard()
+    s.run(
+        PutObject(
+            "bkt", "other", Manifest(0, "0" * 32, 1.0, inline=b""), OFF, None, Fence("job", 7)
+        )
+    )
+    upload = s.create()
+    p = part(1, 10, "p")
+    s.put(upload, p)
+
+    def complete(fence: Fence) -> object:
+        return s.run(CompleteUpload("bkt", "k", upload, [(1, p.etag)], 9.0, OFF, None, fence))
+
+    assert isinstance(complete(Fence("job", 6)), FenceStale)
+    assert len(s.shard.list_uploads("bkt").uploads) == 1
+    assert isinstance(complete(Fence("job", 8)), CompleteResult)
+    late = s.run(
+        PutObject("bkt", "k", Manifest(0, "0" * 32, 1.0, inline=b""), OFF, None, Fence("job", 7))
+    )
+    assert isinstance(late, FenceStale), "the complete raised the highest token to 8"
 
 
 def test_versioned_complete_appends_a_version() -> None:

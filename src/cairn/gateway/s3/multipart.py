@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -60,6 +60,7 @@ from cairn.meta.uploads import (
     Part,
     PartChunk,
 )
+from cairn.meta.write_condition import Fence
 from cairn.node.upload_client import UploadClient
 
 NUMBER_TEXT_CHARS_MAX = 10
@@ -139,11 +140,21 @@ def parse_copy_range(value: str | None, size: int) -> ByteRange:
     return ByteRange(first, last + 1)
 
 
+FenceCheck = Callable[[], Awaitable[Fence | None]]
+"""The request's `X-Cairn-Fence`, once the lock service says it is still held (None: no
+fence sent); `gateway.lock_http.FencedMeta.check_fence` in a node."""
+
+
+async def _no_fence() -> Fence | None:
+    return None
+
+
 class MultipartHandlers:
     """The handlers of the multipart operations over one `UploadClient`."""
 
-    def __init__(self, uploads: UploadClient) -> None:
+    def __init__(self, uploads: UploadClient, fence: FenceCheck = _no_fence) -> None:
         self.uploads = uploads
+        self.fence = fence
 
     def handlers(self) -> dict[Op, Handler]:
         return {
@@ -298,6 +309,7 @@ class MultipartHandlers:
         # that commits the object (a failed condition leaves the upload to retry or abort).
         condition = write_condition(request.headers)
         upload_id = _upload_id(request)
+        fence = await self.fence()  # a stale one is refused here, or by the shard
         bucket = await _writable(request)
         parts = mxml.parse_complete(await request.small_body())
         result = await self.uploads.complete(
@@ -308,6 +320,7 @@ class MultipartHandlers:
             bucket.versioning,
             created_s=request.api.clock.wall(),
             condition=condition,
+            fence=fence,
         )
         location = str(request.http.url.with_query(None))
         headers: dict[str, str] = {}
@@ -381,9 +394,12 @@ class MultipartHandlers:
         return xml_response(mxml.list_uploads_result(listing))
 
 
-def register_multipart(app: S3App, uploads: UploadClient) -> MultipartHandlers:
-    """Serve the multipart operations of `app` from the index shards behind `uploads`."""
-    handlers = MultipartHandlers(uploads)
+def register_multipart(
+    app: S3App, uploads: UploadClient, fence: FenceCheck = _no_fence
+) -> MultipartHandlers:
+    """Serve the multipart operations of `app` from the index shards behind `uploads`;
+    `fence` checks a Complete's `X-Cairn-Fence`."""
+    handlers = MultipartHandlers(uploads, fence)
     for op, handler in handlers.handlers().items():
         app.register(op, handler)
     return handlers
