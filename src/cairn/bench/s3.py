@@ -208,13 +208,14 @@ class S3Client:
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
 
-    def _route(self, worker: int) -> _Route:
-        return self._routes[worker % len(self._routes)]
-
-    @staticmethod
-    def _path(route: _Route, bucket: str, key: str = "") -> str:
+    def _signed(
+        self, method: str, worker: int, bucket: str, key: str, payload_sha256: str
+    ) -> tuple[str, dict[str, str]]:
+        """The URL and signed headers of `method` on `bucket/key` via the worker's endpoint."""
+        route = self._routes[worker % len(self._routes)]
         raw = f"{route.prefix}/{bucket}" + (f"/{key}" if key else "")
-        return uri_encode(raw.encode(), keep_slash=True)
+        path = uri_encode(raw.encode(), keep_slash=True)
+        return route.base + path, route.signer.headers(method, path, payload_sha256, time.time())
 
     async def _fail(self, response: aiohttp.ClientResponse) -> S3Failure:
         body = await response.content.read(ERROR_BODY_BYTES_MAX)
@@ -223,10 +224,8 @@ class S3Client:
         return S3Failure(f"HTTP {response.status} {code}".strip())
 
     async def create_bucket(self, bucket: str) -> None:
-        route = self._route(0)
-        path = self._path(route, bucket)
-        headers = route.signer.headers("PUT", path, EMPTY_SHA256, time.time())
-        async with self.session.put(route.base + path, headers=headers, data=b"") as response:
+        url, headers = self._signed("PUT", 0, bucket, "", EMPTY_SHA256)
+        async with self.session.put(url, headers=headers, data=b"") as response:
             if response.status == 200:
                 await response.read()
                 return
@@ -237,10 +236,8 @@ class S3Client:
     async def put(
         self, bucket: str, key: str, data: bytes, sha256_hex: str, worker: int = 0
     ) -> None:
-        route = self._route(worker)
-        path = self._path(route, bucket, key)
-        headers = route.signer.headers("PUT", path, sha256_hex, time.time())
-        async with self.session.put(route.base + path, headers=headers, data=data) as response:
+        url, headers = self._signed("PUT", worker, bucket, key, sha256_hex)
+        async with self.session.put(url, headers=headers, data=data) as response:
             if response.status != 200:
                 raise await self._fail(response)
             await response.read()
@@ -249,10 +246,8 @@ class S3Client:
         self, bucket: str, key: str, size: int, digest: bytes, worker: int = 0
     ) -> int:
         """GET and compare every byte (length and SHA-256); return the bytes read."""
-        route = self._route(worker)
-        path = self._path(route, bucket, key)
-        headers = route.signer.headers("GET", path, EMPTY_SHA256, time.time())
-        async with self.session.get(route.base + path, headers=headers) as response:
+        url, headers = self._signed("GET", worker, bucket, key, EMPTY_SHA256)
+        async with self.session.get(url, headers=headers) as response:
             if response.status != 200:
                 raise await self._fail(response)
             hasher = hashlib.sha256()

@@ -67,6 +67,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cairn.meta.buckets import VersioningState, validate_bucket_name
+from cairn.meta.locks import LOCK_NAME_BYTES_MAX
 from cairn.meta.machine import (
     COMMAND_FORMAT_V1,
     SNAPSHOT_FORMAT_V1,
@@ -102,7 +103,6 @@ LIST_KEYS_MAX = 1000
 VERSIONS_PER_KEY_MAX = 100_000
 CONTINUATION_TOKEN_CHARS_MAX = 2048
 NULL_VERSION = "null"
-FENCE_NAME_CHARS_MAX = 512
 FENCE_NAMES_MAX = 10_000
 """Lock names whose highest fencing token a shard remembers."""
 
@@ -572,8 +572,8 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         if fence is None:
             return
         name, token = fence.name, fence.token  # types checked by the command decoder
-        if not 1 <= len(name) <= FENCE_NAME_CHARS_MAX:
-            raise InvalidFence(f"fence lock name must be 1 to {FENCE_NAME_CHARS_MAX} characters")
+        if not name or len(name.encode("utf-8", "surrogatepass")) > LOCK_NAME_BYTES_MAX:
+            raise InvalidFence(f"fence lock name must be 1 to {LOCK_NAME_BYTES_MAX} bytes")
         if token < 1:
             raise InvalidFence(f"fencing token {token} is not a positive integer")
         highest = self._fences.get(name, 0)

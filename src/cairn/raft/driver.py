@@ -45,9 +45,9 @@ from cairn.raft.kv import KVStateMachine, Request, Result, encode_request
 from cairn.raft.statemachine import StateMachine
 from cairn.raft.storage import GroupStorage
 from cairn.raft.types import (
+    EARLY_MESSAGE_TYPES,
     EntryType,
     Message,
-    MessageType,
     NotLeader,
     ProposalDropped,
     ProposalOutcomeUnknown,
@@ -66,9 +66,6 @@ class NoGroupState(RaftError):
     """Asked to reopen a group (no voters given) that has nothing on disk."""
 
 
-_LEADER_MESSAGES = frozenset(
-    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
-)
 SNAPSHOT_EVERY_ENTRIES = 10_000
 READS_PENDING_MAX = 4096
 
@@ -199,7 +196,7 @@ class RaftGroup:
         early: list[Message] = []
         late: list[Message] = []
         for message in ready.messages:
-            safe = message.type in _LEADER_MESSAGES and message.term == durable_term
+            safe = message.type in EARLY_MESSAGE_TYPES and message.term == durable_term
             (early if safe else late).append(message)
         if early:
             self._send(tuple(early))

@@ -48,6 +48,13 @@ class MessageType(enum.IntEnum):
     """Leadership transfer: campaign now, skipping pre-vote and the leader lease."""
 
 
+EARLY_MESSAGE_TYPES = frozenset(
+    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
+)
+"""Leader-to-follower messages that may leave before this node's fsync of the same Ready
+when their term is already durable (dissertation §10.2.1); the rest wait for it."""
+
+
 class ConfChangeType(enum.IntEnum):
     ADD_LEARNER = 1
     PROMOTE_LEARNER = 2

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from cairn.raft.core import RaftConfig, RaftNode, bootstrap_snapshot
 from cairn.raft.kv import KVStateMachine, Result
 from cairn.raft.types import (
+    EARLY_MESSAGE_TYPES,
     ConfChange,
     Entry,
     EntryType,
     HardState,
     Message,
-    MessageType,
     RaftError,
     ReadState,
     Ready,
@@ -83,11 +83,6 @@ class DurableState:
         index = snapshot.meta.index
         self.entries = [e for e in self.entries if e.index > index]
         self.snapshot = snapshot
-
-
-_LEADER_MESSAGES = frozenset(
-    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
-)
 
 
 @dataclass(frozen=True)
@@ -205,7 +200,9 @@ class SimNode:
             and core.role == Role.LEADER
             and ready.snapshot is None
             and (ready.hard_state is None or ready.hard_state.term == durable_term)
-            and all(m.term == durable_term and m.type in _LEADER_MESSAGES for m in ready.messages)
+            and all(
+                m.term == durable_term and m.type in EARLY_MESSAGE_TYPES for m in ready.messages
+            )
         )
 
     def _write(self, ready: Ready, pipelined_to: int | None) -> None:
