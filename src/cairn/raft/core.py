@@ -707,7 +707,15 @@ class RaftNode:
         if self._maybe_commit():
             if self.role != Role.LEADER:
                 return  # the commit removed this leader from the group
-            self._bcast_append()
+            # Entries still unsent go out now and carry the new commit index; followers
+            # with nothing new learn it from the next append or heartbeat. An empty
+            # append per commit (etcd's bcastAppend) doubles the messages per entry on
+            # every node for a follower-side apply nobody waits for: the leader answers
+            # proposals and reads. (Stop 13: contended lock hand-overs, about +13%.)
+            for node in self.prs:
+                if node != self.id:
+                    while self._maybe_send_append(node, send_if_empty=False):
+                        pass
         elif was_paused:
             self._maybe_send_append(m.frm, send_if_empty=False)
         while self._maybe_send_append(m.frm, send_if_empty=False):

@@ -349,11 +349,18 @@ class RaftGroup:
         """Replicate the encoded command `data`; return what the state machine's `apply`
         returned for it once applied here. Raises NotLeader, ProposalTooLarge or
         ProposalDropped (typed, from the core or the driver)."""
+        return await self.submit_command(data)
+
+    def submit_command(self, data: bytes) -> "asyncio.Future[object]":
+        """`propose_command` without the wait: the entry is in the leader's log when this
+        returns (NotLeader and ProposalTooLarge raise here), so commands submitted in one
+        synchronous stretch go out in the same Ready, in that order; the future resolves
+        as `propose_command` returns."""
         index, term = self.node.propose(data)
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._proposals[index] = (term, future)
         self._wake.set()
-        return await future
+        return future
 
     async def propose(self, request: Request) -> Result:
         """A key-value `request` (groups hosting `raft.kv`): its `Result`."""

@@ -278,3 +278,26 @@ def test_durable_last_never_covers_entries_that_replaced_it() -> None:
     assert log.durable_last == 2 and log.stable_last == 2
     log.durable_to(4)  # a late report of the old write cannot reach past the handed-out log
     assert log.durable_last == 2
+
+
+def test_a_commit_sends_no_empty_append_followers_learn_it_from_the_next_message() -> None:
+    c = LockstepCluster([1, 2, 3])
+    leader = c.elect(1)
+    index, _ = c.propose(1, b"x")
+    c.nodes[2].step(c.queue.pop(0))  # node 2 appends and acknowledges; node 3 waits
+    c.process(2)
+    ack = c.queue.pop()
+    assert ack.type == MessageType.APP_RESP and ack.to == 1
+    leader.step(ack)
+    c.process(1)
+    assert leader.commit_index == index
+    assert c.queue == [m for m in c.queue if m.entries]  # no append just for the commit
+    c.deliver()
+    assert c.nodes[2].commit_index < index  # it has the entry, not yet the commit
+    c.tick(1, leader.cfg.heartbeat_interval_ticks)
+    c.deliver()
+    assert c.nodes[2].commit_index == c.nodes[3].commit_index == index
+    index2, _ = c.propose(1, b"y")
+    c.deliver()
+    assert all(c.nodes[n].commit_index >= index for n in (2, 3))
+    assert leader.commit_index == index2
