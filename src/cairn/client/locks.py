@@ -41,6 +41,7 @@ Errors are `LockError` subclasses carrying the service's stable `code`.
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import secrets
 import threading
@@ -432,7 +433,8 @@ class LockClient:
         """The token, or None on timeout (the wait is then cancelled)."""
         while True:
             now = time.monotonic()
-            remaining_ms = WAIT_CHUNK_MS if deadline is None else int((deadline - now) * 1000)
+            # Rounded up: a wait the leader ends at its `wait_ms` never ends before ours.
+            remaining_ms = WAIT_CHUNK_MS if deadline is None else math.ceil((deadline - now) * 1000)
             last_chunk = deadline is not None and remaining_ms <= WAIT_CHUNK_MS
             wait_ms = max(0, min(remaining_ms, WAIT_CHUNK_MS))
             request = LockAcquire(

@@ -395,7 +395,7 @@ class LockStateMachine:
         self._sessions: dict[int, _Session] = {}
         self._locks: dict[str, _Lock] = {}
         self._requests_count = 0
-        self.on_result: Callable[[Result], None] | None = None
+        self.on_result: Callable[[Command, Result], None] | None = None
         """Called with each applied command's result, as it is applied (the leader's lock
         service pushes grants from it one event-loop turn sooner than through the
         proposer). It must not change this machine: replicas must stay identical."""
@@ -412,7 +412,7 @@ class LockStateMachine:
             return None
         result = self.execute(request.command)
         if self.on_result is not None:
-            self.on_result(result)
+            self.on_result(request.command, result)
         return request, result
 
     def mark_applied(self, index: int) -> None:
@@ -631,6 +631,11 @@ class LockStateMachine:
 
     def has_session(self, session_id: int) -> bool:
         return session_id in self._sessions
+
+    def request_id_last(self, session_id: int) -> int | None:
+        """The highest request id the session has used (None: no such live session)."""
+        session = self._sessions.get(session_id)
+        return None if session is None else session.request_id_last
 
     # -- snapshots ---------------------------------------------------------------------------
 

@@ -32,6 +32,19 @@ passes first, the service proposes `Release` of the same request id: it cancels 
 or releases the grant if the grant won the race, so nothing stays queued for a caller who
 left.
 
+Parking (`meta.lock_queue`). An acquire that would only queue is not proposed: it waits
+in this leader's memory, per name in arrival order, and is proposed right behind the
+`Release` (or the session end) that frees the lock for it, in the same synchronous stretch
+(`RaftGroup.submit_command`), so both entries share one replication round and one fsync.
+The machine still grants or queues it when it applies; the queue only decides when to
+propose. `_kick` proposes a parked head whose lock came free some other way (a release
+already in flight when it parked); the 20 ms loop does too, and fails parked requests of
+ended sessions. A session's new acquire sends its parked ones to the log first (request
+ids must reach the log in order). Parked requests are lost with leadership: their calls
+fail with `not_leader` and the clients retry on the new leader with the same ids, so
+FIFO across a leader change is the order of the retries. `waiters` and `LockList` list
+parked requests after the log's queue.
+
 Fencing. `LockFence(name, token)` answers, after a ReadIndex barrier, whether `token` is
 still held on `name`; the gateway's write path asks it before committing a fenced write.
 """
@@ -39,22 +52,26 @@ still held on `name`; the gateway's write path asks it before committing a fence
 import asyncio
 import itertools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cairn.base.errors import RemoteError
 from cairn.meta.directory import ROOT_GROUP_ID
 from cairn.meta.leases import LeaseTracker
+from cairn.meta.lock_queue import Parked, ParkedAcquires
 from cairn.meta.locks import (
     LOCK_NAME_BYTES_MAX,
     Acquire,
     CloseSession,
     Command,
     ExpireSession,
+    Grant,
+    LockInfo,
     OpenSession,
     Release,
     Request,
     Result,
+    Wait,
     propose_session_id,
 )
 from cairn.meta.root import RootMachine, encode_lock_request
@@ -90,6 +107,7 @@ LEASE_CHECK_SECONDS = 0.02
 WAITERS_MAX = 100_000
 """Acquire calls waiting at once on this leader (the machine bounds queues too)."""
 _Key = tuple[int, str, int]
+_Outcome = Result | RemoteError
 
 
 class LockService:
@@ -110,6 +128,14 @@ class LockService:
         self._expiring: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._waiters: dict[_Key, list[asyncio.Future[int]]] = {}
+        self._parked = ParkedAcquires(WAITERS_MAX)
+        self._parked_calls: dict[_Key, tuple[Parked, asyncio.Future[Result]]] = {}
+        """Parked acquires and those proposed from the queue but not applied yet."""
+        self._promoted: dict[str, int] = {}
+        """Per name, acquires proposed from the queue and not applied yet."""
+        self._cancelled_last: dict[int, int] = {}
+        """Per session, the highest request id cancelled while parked: the log never saw
+        it, so this leader refuses it (`stale_request`) as the machine would have."""
         self.expired_total = 0
 
     def register(self, router: Router) -> None:
@@ -159,29 +185,57 @@ class LockService:
             raise RemoteError("dropped", "the lock leader is taking over; retry")
         return group, tracker
 
-    async def _commit(self, command: Command) -> Result:
-        """Propose `command`; feed its result to `_observe`; raise its error, if any."""
-        group = self._group()
+    def _submit(self, command: Command) -> "asyncio.Future[object]":
+        """Put `command` in the log now (commands submitted in one synchronous stretch
+        share a Ready: one replication round, one fsync)."""
         data = encode_lock_request(Request(next(self._op_ids), command))
         try:
-            applied = await group.propose_command(data)
+            return self._group().submit_command(data)
+        except NotLeader:
+            raise self._not_leader() from None
+        except (ProposalDropped, ProposalTooLarge) as exc:
+            raise RemoteError("dropped", str(exc)) from None
+
+    async def _outcome(self, submitted: "asyncio.Future[object]") -> Result:
+        """The result of a submitted command, once applied (fed to `_observe` first)."""
+        try:
+            applied = await submitted
         except NotLeader:
             raise self._not_leader() from None
         except (ProposalDropped, ProposalTooLarge) as exc:
             raise RemoteError("dropped", str(exc)) from None
         if not isinstance(applied, tuple):
             raise RemoteError("malformed", f"lock command not applied: {applied!r}")
-        result = applied[1]
-        assert isinstance(result, Result)
-        self._observe(result)
-        if result.status == "error":
-            raise RemoteError(result.error, result.message)
+        request, result = applied
+        assert isinstance(request, Request) and isinstance(result, Result)
+        self._observe(request.command, result)
         return result
 
-    def _observe(self, result: Result) -> None:
-        """Push each hand-over to its waiting call; fail the calls whose wait was removed."""
+    async def _commit(self, command: Command) -> Result:
+        """Propose `command`; feed its result to `_observe`; raise its error, if any."""
+        return _raise_error(await self._outcome(self._submit(command)))
+
+    def _observe(self, command: Command, result: Result) -> None:
+        """Push each hand-over to its waiting call; fail the calls whose wait was removed;
+        answer a promoted acquire's calls; look at the parked queue of every name a grant
+        or wait left."""
+        if isinstance(command, Acquire):
+            key = (command.session_id, command.name, command.request_id)
+            call = self._parked_calls.get(key)
+            if (
+                call is not None
+                and self._parked.find(command.session_id, command.name) is not call[0]
+            ):
+                del self._parked_calls[key]
+                if not call[1].done():
+                    call[1].set_result(result)
         for grant in result.granted:
             self._settle((grant.session_id, grant.name, grant.request_id), grant.token)
+        if len(self._parked):
+            names = {g.name for g in result.released} | {w.name for w in result.cancelled}
+            for name in sorted(names):
+                if self._parked.head(name) is not None:
+                    asyncio.get_running_loop().call_soon(self._kick, name)
         if result.cancelled:
             locks = self._root().locks
             for wait in result.cancelled:
@@ -208,6 +262,88 @@ class LockService:
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
+        self._parked.clear()
+        self._promoted.clear()
+        self._cancelled_last.clear()
+        calls, self._parked_calls = self._parked_calls, {}
+        for _, call in calls.values():
+            if not call.done():
+                call.set_exception(error)
+
+    # -- the parked queue (meta.lock_queue) --------------------------------------------
+    def _park(self, command: Acquire) -> tuple[Parked, "asyncio.Future[Result]"]:
+        parked = self._parked.park(command)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)  # a caller that stopped waiting is no error
+        self._parked_calls[parked.key] = (parked, future)
+        return parked, future
+
+    def _unpark(self, parked: Parked, error: RemoteError) -> None:
+        """Take a still-parked acquire out and fail its calls with `error`."""
+        self._parked.remove(parked)
+        session_id, request_id = parked.command.session_id, parked.command.request_id
+        if request_id > self._cancelled_last.get(session_id, 0):
+            self._cancelled_last[session_id] = request_id
+        _, future = self._parked_calls.pop(parked.key)
+        if not future.done():
+            future.set_exception(error)
+
+    def _promote(self, run: list[Parked]) -> None:
+        """Propose parked acquires, in order; each call gets its entry's result."""
+        for parked in run:
+            try:
+                submitted = self._submit(parked.command)
+            except RemoteError as exc:
+                _, future = self._parked_calls.pop(parked.key)
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            name = parked.command.name
+            self._promoted[name] = self._promoted.get(name, 0) + 1
+            self._spawn(self._deliver(parked, submitted))
+
+    async def _deliver(self, parked: Parked, submitted: "asyncio.Future[object]") -> None:
+        name = parked.command.name
+        outcome: _Outcome
+        try:
+            outcome = await self._outcome(submitted)
+        except RemoteError as exc:
+            outcome = exc
+        finally:
+            left = self._promoted.get(name, 0) - 1
+            if left > 0:
+                self._promoted[name] = left
+            else:
+                self._promoted.pop(name, None)
+        call = self._parked_calls.pop(parked.key, None)
+        if call is not None and not call[1].done():
+            if isinstance(outcome, RemoteError):
+                call[1].set_exception(outcome)
+            else:
+                call[1].set_result(outcome)
+        self._kick(name)
+
+    def _promote_after(
+        self, name: str, info: LockInfo | None, leaving: Callable[[Grant], bool]
+    ) -> None:
+        """Right after submitting a command that ends the grants `leaving` picks on `name`
+        (`info`: its state before), propose the parked requests it frees the lock for."""
+        if info is None or info.waiters or self._parked.head(name) is None:
+            return
+        if not any(leaving(g) for g in info.holders):
+            return
+        remaining = tuple(g for g in info.holders if not leaving(g))
+        self._promote(self._parked.take_head_run(name, remaining))
+
+    def _kick(self, name: str) -> None:
+        """Propose the head of `name`'s parked queue if the lock is free for it and no
+        promoted acquire of the name is still on its way (a release the queue missed)."""
+        if self._tracker is None or self._promoted.get(name) or self._parked.head(name) is None:
+            return
+        info = self._root().locks.lock_info(name)
+        if info is not None and info.waiters:
+            return
+        self._promote(self._parked.take_head_run(name, info.holders if info else ()))
 
     def _granted_token(self, key: _Key) -> int | None:
         """The token of the grant `key` holds in the applied state, if it holds one."""
@@ -226,6 +362,12 @@ class LockService:
         return info is not None and any(
             w.session_id == session_id and w.request_id == request_id for w in info.waiters
         )
+
+    def waiters(self, name: str) -> tuple[Wait, ...]:
+        """Who waits for `name` on this node as leader, in grant order: the log's queue,
+        then the parked requests (the waiters `cairn locks` lists)."""
+        info = self._root().locks.lock_info(name)
+        return (() if info is None else info.waiters) + self._parked.waiters(name)
 
     # -- leadership and leases ---------------------------------------------------------
     async def _run(self) -> None:
@@ -285,7 +427,17 @@ class LockService:
 
     def _reconcile(self) -> None:
         """Settle waiting calls from the applied state: a safety net for hand-overs made
-        by entries this service did not propose (it proposes all of them in normal use)."""
+        by entries this service did not propose (it proposes all of them in normal use).
+        Parked requests of ended sessions fail; a free lock's parked head is proposed."""
+        locks = self._root().locks
+        for name in self._parked.names():
+            for wait in self._parked.waiters(name):
+                if not locks.has_session(wait.session_id):
+                    parked, _ = self._parked_calls[(wait.session_id, name, wait.request_id)]
+                    self._unpark(parked, _session_ended(name))
+            self._kick(name)
+        for session_id in [s for s in self._cancelled_last if not locks.has_session(s)]:
+            del self._cancelled_last[session_id]
         for key in list(self._waiters):
             token = self._granted_token(key)
             if token is not None:
@@ -298,9 +450,25 @@ class LockService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _end_session(self, command: CloseSession | ExpireSession) -> Result:
+        """Commit the end of a session: its parked requests fail, and each lock it holds
+        that has parked requests goes to them in the same batch."""
+        session_id = command.session_id
+        self._cancelled_last.pop(session_id, None)
+        for parked in self._parked.take_session(session_id):
+            _, future = self._parked_calls.pop(parked.key)
+            if not future.done():
+                future.set_exception(_session_ended(parked.command.name))
+        locks = self._root().locks
+        before = {name: locks.lock_info(name) for name in self._parked.names()}
+        submitted = self._submit(command)
+        for name, info in before.items():
+            self._promote_after(name, info, lambda g: g.session_id == session_id)
+        return _raise_error(await self._outcome(submitted))
+
     async def _expire(self, session_id: int) -> None:
         try:
-            result = await self._commit(ExpireSession(session_id))
+            result = await self._end_session(ExpireSession(session_id))
             self.expired_total += 1
             log_event(
                 log,
@@ -341,7 +509,7 @@ class LockService:
 
     async def _close(self, request: LockClose, _p: memoryview, _c: CallContext) -> Reply:
         self._ready()
-        result = await self._commit(CloseSession(request.session_id))
+        result = await self._end_session(CloseSession(request.session_id))
         tracker = self._tracker
         if tracker is not None:
             tracker.forget(request.session_id)
@@ -354,14 +522,44 @@ class LockService:
         command = Acquire(
             request.session_id, request.name, request.mode, request.request_id, request.wait
         )
-        result = await self._commit(command)
+        key = (request.session_id, request.name, request.request_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.wait_ms / 1000
+        call = self._parked_calls.get(key)
+        cancelled_last = self._cancelled_last.get(request.session_id, 0)
+        if call is None and 0 < request.request_id <= cancelled_last:
+            raise RemoteError(
+                "stale_request", f"request id {request.request_id} is not above {cancelled_last}"
+            )
+        if call is None:
+            # The session's parked requests go first: its ids must reach the log in order.
+            self._promote(self._parked.take_session(request.session_id))
+            locks = self._root().locks
+            if self._parked.should_park(
+                command, locks.lock_info(command.name), locks.request_id_last(command.session_id)
+            ):
+                call = self._park(command)
+        elif call[0].command.mode != command.mode:
+            raise RemoteError(
+                "already_held",
+                f"session {command.session_id} already holds or waits for {command.name!r}",
+            )
+        if call is None:
+            result = await self._commit(command)
+        else:
+            outcome = await self._await_parked(*call, request.wait_ms / 1000)
+            if outcome is None:  # still parked: cancel it, or leave it for the next call
+                if not request.cancel_on_timeout:
+                    return LockAcquireReply("queued")
+                self._unpark(call[0], RemoteError("cancelled", f"the wait for {key[1]!r} ended"))
+                return LockAcquireReply("timeout")
+            result = _raise_error(outcome)
         if result.status == "granted":
             return LockAcquireReply("granted", result.token)
         if result.status == "refused":
             return LockAcquireReply("refused")
         assert result.status == "queued", result
-        key = (request.session_id, request.name, request.request_id)
-        token = await self._wait(key, request.wait_ms / 1000)
+        token = await self._wait(key, max(0.0, deadline - loop.time()))
         if token is not None:
             return LockAcquireReply("granted", token)
         if not request.cancel_on_timeout:
@@ -372,9 +570,23 @@ class LockService:
         await self._commit(Release(request.session_id, request.name, request.request_id))
         return LockAcquireReply("timeout")
 
+    async def _await_parked(
+        self, parked: Parked, future: "asyncio.Future[Result]", timeout_s: float
+    ) -> Result | None:
+        """The result of a parked acquire once it is proposed and applied, or None when
+        `timeout_s` passes while it is still parked."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            pass
+        if self._parked.find(parked.command.session_id, parked.command.name) is not parked:
+            return await asyncio.shield(future)  # proposed meanwhile: its result is coming
+        return None
+
     async def _wait(self, key: _Key, timeout_s: float) -> int | None:
         """The token once `key` is granted, or None after `timeout_s`."""
-        if sum(len(f) for f in self._waiters.values()) >= WAITERS_MAX:
+        if sum(len(f) for f in self._waiters.values()) + len(self._parked) >= WAITERS_MAX:
             raise RemoteError("too_many_waiters", f"{WAITERS_MAX} calls wait on this leader")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         token = self._granted_token(key)  # applied before we registered?
@@ -397,7 +609,17 @@ class LockService:
 
     async def _release(self, request: LockRelease, _p: memoryview, _c: CallContext) -> Reply:
         self._ready()
-        result = await self._commit(Release(request.session_id, request.name, request.request_id))
+        session_id, name, request_id = request.session_id, request.name, request.request_id
+        call = self._parked_calls.get((session_id, name, request_id))
+        if call is not None and self._parked.find(session_id, name) is call[0]:
+            self._unpark(call[0], RemoteError("cancelled", f"the wait for {name!r} ended"))
+            return LockReleaseReply(False)
+        info = self._root().locks.lock_info(name)
+        submitted = self._submit(Release(session_id, name, request_id))
+        self._promote_after(
+            name, info, lambda g: g.session_id == session_id and g.request_id == request_id
+        )
+        result = _raise_error(await self._outcome(submitted))
         if result.released:
             return LockReleaseReply(True, result.released[0].token)
         return LockReleaseReply(False)
@@ -422,12 +644,32 @@ class LockService:
         await self._barrier(request.consistency)
         locks = self._root().locks
         sessions = locks.sessions()[: request.limit] if request.sessions else []
-        return LockListReply(locks.locks(request.prefix, request.limit), sessions)
+        infos = [
+            LockInfo(i.name, i.holders, self.waiters(i.name))
+            for i in locks.locks(request.prefix, request.limit)
+        ]
+        return LockListReply(infos, sessions)
 
     async def _fence(self, request: LockFence, _p: memoryview, _c: CallContext) -> Reply:
         check_name(request.name)
         await self._barrier("linearizable")
         return LockFenceReply(self._root().locks.fence_is_current(request.name, request.token))
+
+
+def _raise_error(result: Result) -> Result:
+    """`result`, unless it is an error: then its `RemoteError`."""
+    if result.status == "error":
+        raise RemoteError(result.error, result.message)
+    return result
+
+
+def _session_ended(name: str) -> RemoteError:
+    return RemoteError("unknown_session", f"the wait for {name!r} ended with its session")
+
+
+def _retrieve(future: "asyncio.Future[Result]") -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def check_name(name: str) -> None:

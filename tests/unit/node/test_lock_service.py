@@ -21,6 +21,7 @@ from cairn.client.locks import (
     InvalidLockName,
     LockClient,
     LockTimeout,
+    SessionLost,
 )
 from cairn.meta.directory import ROOT_GROUP_ID
 from cairn.meta.root import RootMachine
@@ -124,6 +125,112 @@ async def test_push_fifo_and_tokens(node: Node) -> None:
             await cl.close()
 
 
+def _log_last(node: Node) -> int:
+    return node.host.groups[ROOT_GROUP_ID].node.log.last_index()
+
+
+def _machine_waiters(node: Node, name: str) -> int:
+    machine = node.host.groups[ROOT_GROUP_ID].machine
+    assert isinstance(machine, RootMachine)
+    info = machine.locks.lock_info(name)
+    return 0 if info is None else len(info.waiters)
+
+
+async def test_contended_acquires_wait_in_the_leaders_memory_and_ride_with_the_release(
+    node: Node,
+) -> None:
+    """A waiting acquire is no log entry: the leader proposes it right behind the release
+    that frees the lock, so a hand-over is one replication round (meta/lock_queue.py)."""
+    a, b, c = client(node), client(node), client(node)
+    try:
+        held_a = await a.acquire("job")
+        await asyncio.gather(b.session(), c.session())
+        before = _log_last(node)
+        waiting_b = asyncio.create_task(b.acquire("job"))
+        await _until(lambda: _waiters(node, "job") == 1)
+        waiting_c = asyncio.create_task(c.acquire("job"))
+        await _until(lambda: _waiters(node, "job") == 2)
+        assert _log_last(node) == before and _machine_waiters(node, "job") == 0
+        locks, _ = await a.list_locks()
+        assert [w.session_id for w in locks[0].waiters] == [b.session_id, c.session_id]
+        await held_a.release()
+        held_b = await asyncio.wait_for(waiting_b, 5)
+        assert _log_last(node) == before + 2  # the release and b's acquire, nothing else
+        assert held_b.token > held_a.token and not waiting_c.done()
+        await held_b.release()
+        held_c = await asyncio.wait_for(waiting_c, 5)
+        assert held_c.token > held_b.token and _log_last(node) == before + 4
+        await held_c.release()
+    finally:
+        for cl in (a, b, c):
+            await cl.close()
+
+
+async def test_a_parked_request_reaches_the_log_before_its_sessions_next_one(
+    node: Node,
+) -> None:
+    """Request ids must reach the log in order (`stale_request` otherwise): a session's
+    new acquire first sends its parked ones to the log, where they queue as before."""
+    a, b = client(node), client(node)
+    try:
+        held_a = await a.acquire("x")
+        waiting_b = asyncio.create_task(b.acquire("x"))
+        await _until(lambda: _waiters(node, "x") == 1)
+        assert _machine_waiters(node, "x") == 0
+        held_y = await b.acquire("y")  # a higher request id of the same session
+        assert held_y.held and _machine_waiters(node, "x") == 1
+        await held_a.release()
+        held_x = await asyncio.wait_for(waiting_b, 5)
+        assert held_x.token > held_a.token
+        await held_x.release()
+        await held_y.release()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_parked_request_cancelled_by_its_timeout_stays_used(node: Node) -> None:
+    """The log never saw it, so the leader refuses a late retry of its id itself, as the
+    machine refuses any used request id (`stale_request`)."""
+    a, b = client(node), client(node)
+    try:
+        held = await a.acquire("t")
+        session_id = await b.session()
+        late = lock_protocol.LockAcquire(session_id, "t", "exclusive", 7, wait_ms=50)
+        reply = await b._leader.call(late, lock_protocol.LockAcquireReply)
+        assert reply.status == "timeout" and _waiters(node, "t") == 0
+        with pytest.raises(RemoteError) as info:
+            await b._leader.call(late, lock_protocol.LockAcquireReply)
+        assert info.value.code == "stale_request"
+        await held.release()
+        with pytest.raises(RemoteError) as info:  # even with the lock free
+            await b._leader.call(late, lock_protocol.LockAcquireReply)
+        assert info.value.code == "stale_request"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_holders_session_ending_hands_the_lock_to_the_parked_head(node: Node) -> None:
+    a, b, c = client(node), client(node), client(node)
+    try:
+        await a.acquire("job")
+        waiting_b = asyncio.create_task(b.acquire("job"))
+        await _until(lambda: _waiters(node, "job") == 1)
+        waiting_c = asyncio.create_task(c.acquire("job", shared=True))
+        await _until(lambda: _waiters(node, "job") == 2)
+        await a.close()  # releases with the session, in the same batch as b's acquire
+        held_b = await asyncio.wait_for(waiting_b, 5)
+        assert held_b.held and not waiting_c.done()
+        await held_b.release()
+        held_c = await asyncio.wait_for(waiting_c, 5)
+        assert held_c.held
+        await held_c.release()
+    finally:
+        for cl in (b, c):
+            await cl.close()
+
+
 async def test_shared_try_lock_and_timeout(node: Node) -> None:
     a, b, c = client(node), client(node), client(node)
     try:
@@ -174,6 +281,29 @@ async def test_silent_session_expires_and_hands_over(node: Node) -> None:
         holder._keeper = None
         await holder.close()
         await waiter.close()
+
+
+async def test_a_parked_waiter_whose_session_expires_leaves_the_queue(node: Node) -> None:
+    holder, silent, last = client(node), client(node, ttl_s=0.5), client(node)
+    try:
+        held = await holder.acquire("q")
+        waiting_silent = asyncio.create_task(silent.acquire("q"))
+        await _until(lambda: _waiters(node, "q") == 1)
+        waiting_last = asyncio.create_task(last.acquire("q"))
+        await _until(lambda: _waiters(node, "q") == 2)
+        assert silent._keeper is not None
+        silent._keeper.cancel()
+        with pytest.raises(SessionLost):
+            await asyncio.wait_for(waiting_silent, 5)
+        assert _waiters(node, "q") == 1
+        await held.release()
+        granted = await asyncio.wait_for(waiting_last, 5)
+        assert granted.token > held.token
+        await granted.release()
+    finally:
+        silent._keeper = None
+        for cl in (holder, silent, last):
+            await cl.close()
 
 
 async def test_bad_input_gives_clear_errors(node: Node) -> None:
@@ -239,10 +369,8 @@ async def test_restarted_service_rebuilds_leases_from_the_machine(node: Node) ->
 
 
 def _waiters(node: Node, name: str) -> int:
-    machine = node.host.groups[ROOT_GROUP_ID].machine
-    assert isinstance(machine, RootMachine)
-    info = machine.locks.lock_info(name)
-    return 0 if info is None else len(info.waiters)
+    """Waiters in the log's queue and parked in the leader's memory."""
+    return len(node.service.waiters(name))
 
 
 async def _until(condition: object, deadline_s: float = 5.0) -> None:
