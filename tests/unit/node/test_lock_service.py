@@ -1,7 +1,8 @@
 """The lock service and the SDK in one process: a single-voter root group (it leads at
 once), the service on a real RPC server, `LockClient`s talking to it over loopback.
 
-Covers the push path (a queued acquire returns when the release commits), FIFO order,
+Covers the push path (a queued acquire returns when the release commits), parking (a
+waiting acquire stays in the leader's memory and rides with the release), FIFO order,
 shared locks, try-lock, timeouts cancelling the wait, expiry of a silent session with the
 hand-over to the next waiter, fencing checks, bad input with clear codes, and a new
 leader rebuilding its tracker (here: the service restarted on the same replica)."""
