@@ -15,7 +15,8 @@ Clients: Cairn through `cairn.client.locks.LockClient` (RPC); etcd through its J
 gateway (`/v3/lease/grant`, `/v3/lock/lock`, `/v3/lock/unlock`); ZooKeeper through kazoo
 (one client per name, spread over `ZK_PROCESSES` worker processes). Every system gets
 `WARMUP_S` of the contended load before it is measured (ZooKeeper `ZK_WARMUP_S`). A
-missing peer is reported and skipped; Cairn runs alone.
+missing peer is reported and skipped; Cairn runs alone. `--cases` runs a subset of the
+workloads (an A/B of the contended case alone: `--peer none --cases contended`).
 """
 
 import asyncio
@@ -52,6 +53,10 @@ ZK_WARMUP_S = 20.0
 """ZooKeeper's JVM keeps getting faster for tens of seconds under load (8 clients: about
 160/s in the first 5 s, 200-230/s after 5 s, 300-380/s after 20 s, measured here)."""
 
+CASES = ("contended", "uncontended", "failover")
+"""The workloads, in the order each system runs them (`--cases` picks a subset: an A/B
+of the contended case alone takes a third of the time)."""
+
 Cycle = Callable[[], Awaitable[float]]
 """One acquire+release; returns the acquire latency in seconds."""
 
@@ -85,7 +90,7 @@ async def _drive(cycles: list[Cycle], seconds: float) -> dict[str, Any]:
 
 
 async def _bench_cairn(
-    cluster: LocalCluster, seconds: float, progress: Callable[[str], None]
+    cluster: LocalCluster, seconds: float, cases: tuple[str, ...], progress: Callable[[str], None]
 ) -> dict[str, Any]:
     addresses = [n.rpc_address for n in cluster.nodes.values()]
     clients = [
@@ -105,16 +110,22 @@ async def _bench_cairn(
 
             return run
 
+        result: dict[str, Any] = {}
         contended = [cycle(c, "hot") for c in clients[:CONTENDED_CLIENTS]]
-        await _drive(contended, WARMUP_S)
-        progress(f"cairn: {CONTENDED_CLIENTS} clients on one name")
-        result = {"contended": await _drive(contended, seconds)}
-        progress(f"cairn: {UNCONTENDED_NAMES} names")
-        result["uncontended"] = await _drive(
-            [cycle(c, f"name-{i}") for i, c in enumerate(clients)], seconds
-        )
+        if "contended" in cases or "uncontended" in cases:
+            await _drive(contended, WARMUP_S)
+        if "contended" in cases:
+            progress(f"cairn: {CONTENDED_CLIENTS} clients on one name")
+            result["contended"] = await _drive(contended, seconds)
+        if "uncontended" in cases:
+            progress(f"cairn: {UNCONTENDED_NAMES} names")
+            result["uncontended"] = await _drive(
+                [cycle(c, f"name-{i}") for i, c in enumerate(clients)], seconds
+            )
     finally:
         await asyncio.gather(*(c.close() for c in clients))
+    if "failover" not in cases:
+        return result
     progress("cairn: failover after kill -9 of a holder")
     cluster_json = str(cluster.write_cluster_json())
     waiter = LockClient.from_cluster_file(cluster_json, ttl_s=THROUGHPUT_TTL_S)
@@ -141,7 +152,7 @@ async def _etcd_post(session: aiohttp.ClientSession, url: str, body: dict[str, A
 
 
 async def _bench_etcd(
-    etcd: EtcdCluster, seconds: float, progress: Callable[[str], None]
+    etcd: EtcdCluster, seconds: float, cases: tuple[str, ...], progress: Callable[[str], None]
 ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=UNCONTENDED_NAMES + 8)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -165,14 +176,20 @@ async def _bench_etcd(
 
             return run
 
+        result: dict[str, Any] = {}
         contended = [cycle(lease, "hot") for lease in leases[:CONTENDED_CLIENTS]]
-        await _drive(contended, WARMUP_S)
-        progress(f"etcd: {CONTENDED_CLIENTS} clients on one name")
-        result = {"contended": await _drive(contended, seconds)}
-        progress(f"etcd: {UNCONTENDED_NAMES} names")
-        result["uncontended"] = await _drive(
-            [cycle(lease, f"name-{i}") for i, lease in enumerate(leases)], seconds
-        )
+        if "contended" in cases or "uncontended" in cases:
+            await _drive(contended, WARMUP_S)
+        if "contended" in cases:
+            progress(f"etcd: {CONTENDED_CLIENTS} clients on one name")
+            result["contended"] = await _drive(contended, seconds)
+        if "uncontended" in cases:
+            progress(f"etcd: {UNCONTENDED_NAMES} names")
+            result["uncontended"] = await _drive(
+                [cycle(lease, f"name-{i}") for i, lease in enumerate(leases)], seconds
+            )
+        if "failover" not in cases:
+            return result
         progress("etcd: failover after kill -9 of a holder")
         lease = (await _etcd_post(session, base + "/v3/lease/grant", {"TTL": 60}))["ID"]
 
@@ -240,7 +257,7 @@ def _zookeeper_worker(
 
 
 def _bench_zookeeper(
-    zk: ZooKeeperEnsemble, seconds: float, progress: Callable[[str], None]
+    zk: ZooKeeperEnsemble, seconds: float, cases: tuple[str, ...], progress: Callable[[str], None]
 ) -> dict[str, Any]:
     import multiprocessing
 
@@ -278,11 +295,17 @@ def _bench_zookeeper(
             **{f"acquire_{k}": v for k, v in summarize_ms(latencies).items()},
         }
 
+    result: dict[str, Any] = {}
     warm = f"after a {ZK_WARMUP_S:g} s warm-up"
-    progress(f"zookeeper: {CONTENDED_CLIENTS} clients on one name ({warm})")
-    result = {"contended": drive(["hot"] * CONTENDED_CLIENTS, ZK_WARMUP_S)}
-    progress(f"zookeeper: {UNCONTENDED_NAMES} names")
-    result["uncontended"] = drive([f"name-{i}" for i in range(UNCONTENDED_NAMES)], 0.5)
+    if "contended" in cases:
+        progress(f"zookeeper: {CONTENDED_CLIENTS} clients on one name ({warm})")
+        result["contended"] = drive(["hot"] * CONTENDED_CLIENTS, ZK_WARMUP_S)
+    if "uncontended" in cases:
+        progress(f"zookeeper: {UNCONTENDED_NAMES} names")
+        warmup_s = 0.5 if "contended" in cases else ZK_WARMUP_S  # the JVM is warm by then
+        result["uncontended"] = drive([f"name-{i}" for i in range(UNCONTENDED_NAMES)], warmup_s)
+    if "failover" not in cases:
+        return result
     progress("zookeeper: failover after kill -9 of a holder")
     from kazoo.client import KazooClient
 
@@ -400,6 +423,8 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
         if not theirs.get("available"):
             continue
         for kind in ("contended", "uncontended"):
+            if kind not in ours or kind not in theirs:
+                continue
             out[f"{kind}_cycles_vs_{peer}"] = ours[kind]["cycles_per_s"] / max(
                 theirs[kind]["cycles_per_s"], 1e-9
             )
@@ -410,6 +435,7 @@ def run_lock_bench(
     seconds: float = 5.0,
     peers: tuple[str, ...] = ("etcd", "zookeeper"),
     progress: Callable[[str], None] = lambda _: None,
+    cases: tuple[str, ...] = CASES,
 ) -> dict[str, Any]:
     loop_name = install_event_loop_policy()
     result: dict[str, Any] = {
@@ -421,6 +447,7 @@ def run_lock_bench(
             "uncontended_names": UNCONTENDED_NAMES,
             "failover_ttl_s": TTL_S,
             "seconds_per_case": seconds,
+            "cases": [c for c in CASES if c in cases],
             "contended_warmup_s": {"cairn": WARMUP_S, "etcd": WARMUP_S, "zookeeper": ZK_WARMUP_S},
             "load_generator": f"Cairn and etcd: one process, asyncio ({loop_name}); "
             f"kazoo: {ZK_PROCESSES} processes, a thread per client",
@@ -430,14 +457,14 @@ def run_lock_bench(
     }
     with tempfile.TemporaryDirectory(prefix="cairn-bench-lock-") as tmp:
         with LocalCluster(Path(tmp) / "cairn", 3, secret=SECRET, raft=True) as cluster:
-            result["cairn"] = asyncio.run(_bench_cairn(cluster, seconds, progress))
+            result["cairn"] = asyncio.run(_bench_cairn(cluster, seconds, cases, progress))
         if "etcd" in peers:
             if etcd_path() is None:
                 result["etcd"] = {"available": False, "reason": "etcd not installed"}
                 progress("etcd is not installed (apt-get install etcd-server): skipped")
             else:
                 with EtcdCluster(Path(tmp) / "etcd") as etcd:
-                    data = asyncio.run(_bench_etcd(etcd, seconds, progress))
+                    data = asyncio.run(_bench_etcd(etcd, seconds, cases, progress))
                     result["etcd"] = {"available": True, **data}
         if "zookeeper" in peers:
             missing = zookeeper_missing()
@@ -448,7 +475,7 @@ def run_lock_bench(
                 with ZooKeeperEnsemble(Path(tmp) / "zookeeper") as zk:
                     result["zookeeper"] = {
                         "available": True,
-                        **_bench_zookeeper(zk, seconds, progress),
+                        **_bench_zookeeper(zk, seconds, cases, progress),
                     }
     result["ratios"] = _ratios(result)
     return result

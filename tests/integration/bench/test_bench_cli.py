@@ -1,5 +1,5 @@
-"""`cairn bench rpc` and `cairn bench raft` run end to end (tiny sizes) and end their
-stdout with one JSON object."""
+"""`cairn bench rpc`, `cairn bench raft` and `cairn bench lock` run end to end (tiny
+sizes) and end their stdout with one JSON object."""
 
 import json
 
@@ -42,3 +42,25 @@ def test_bench_raft_json_without_peer() -> None:
     assert cairn["reads"][0]["ops"] > 0
     assert cairn["writes"][0]["errors"] == 0
     assert "etcd" not in data
+
+
+def test_bench_lock_contended_case_alone() -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "lock", "--seconds", "0.5", "--peer", "none", "--cases", "contended",
+              "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = last_json(result.output)
+    cairn = data["cairn"]
+    assert isinstance(cairn, dict) and set(cairn) == {"contended"}
+    contended = cairn["contended"]
+    assert contended["clients"] == 8 and contended["errors"] == 0
+    assert contended["cycles"] > 0 and contended["acquire_p99_ms"] >= contended["acquire_p50_ms"]
+    assert data["config"]["cases"] == ["contended"]  # type: ignore[index]
+    assert data["ratios"] == {}
+
+
+def test_bench_lock_refuses_an_unknown_case() -> None:
+    result = CliRunner().invoke(cli, ["bench", "lock", "--cases", "contended,fast"])
+    assert result.exit_code == 2
+    assert "unknown fast" in result.output and "--cases" in result.output
