@@ -86,6 +86,28 @@ async def _drive(cycles: list[Cycle], seconds: float) -> dict[str, Any]:
     }
 
 
+async def _throughput(
+    system: str,
+    contended: list[Cycle],
+    uncontended: list[Cycle],
+    seconds: float,
+    cases: tuple[str, ...],
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The contended and uncontended cases that `cases` names, after the warm-up (an
+    asyncio load generator: Cairn and etcd)."""
+    result: dict[str, Any] = {}
+    if "contended" in cases or "uncontended" in cases:
+        await _drive(contended, WARMUP_S)
+    if "contended" in cases:
+        progress(f"{system}: {CONTENDED_CLIENTS} clients on one name")
+        result["contended"] = await _drive(contended, seconds)
+    if "uncontended" in cases:
+        progress(f"{system}: {UNCONTENDED_NAMES} names")
+        result["uncontended"] = await _drive(uncontended, seconds)
+    return result
+
+
 # -- Cairn -----------------------------------------------------------------------------
 
 
@@ -110,18 +132,14 @@ async def _bench_cairn(
 
             return run
 
-        result: dict[str, Any] = {}
-        contended = [cycle(c, "hot") for c in clients[:CONTENDED_CLIENTS]]
-        if "contended" in cases or "uncontended" in cases:
-            await _drive(contended, WARMUP_S)
-        if "contended" in cases:
-            progress(f"cairn: {CONTENDED_CLIENTS} clients on one name")
-            result["contended"] = await _drive(contended, seconds)
-        if "uncontended" in cases:
-            progress(f"cairn: {UNCONTENDED_NAMES} names")
-            result["uncontended"] = await _drive(
-                [cycle(c, f"name-{i}") for i, c in enumerate(clients)], seconds
-            )
+        result = await _throughput(
+            "cairn",
+            [cycle(c, "hot") for c in clients[:CONTENDED_CLIENTS]],
+            [cycle(c, f"name-{i}") for i, c in enumerate(clients)],
+            seconds,
+            cases,
+            progress,
+        )
     finally:
         await asyncio.gather(*(c.close() for c in clients))
     if "failover" not in cases:
@@ -176,18 +194,14 @@ async def _bench_etcd(
 
             return run
 
-        result: dict[str, Any] = {}
-        contended = [cycle(lease, "hot") for lease in leases[:CONTENDED_CLIENTS]]
-        if "contended" in cases or "uncontended" in cases:
-            await _drive(contended, WARMUP_S)
-        if "contended" in cases:
-            progress(f"etcd: {CONTENDED_CLIENTS} clients on one name")
-            result["contended"] = await _drive(contended, seconds)
-        if "uncontended" in cases:
-            progress(f"etcd: {UNCONTENDED_NAMES} names")
-            result["uncontended"] = await _drive(
-                [cycle(lease, f"name-{i}") for i, lease in enumerate(leases)], seconds
-            )
+        result = await _throughput(
+            "etcd",
+            [cycle(lease, "hot") for lease in leases[:CONTENDED_CLIENTS]],
+            [cycle(lease, f"name-{i}") for i, lease in enumerate(leases)],
+            seconds,
+            cases,
+            progress,
+        )
         if "failover" not in cases:
             return result
         progress("etcd: failover after kill -9 of a holder")

@@ -60,7 +60,7 @@ from cairn.meta.index import (
     ObjectVersion,
     PutResult,
 )
-from cairn.meta.locks import LOCK_NAME_BYTES_MAX, LockInfo
+from cairn.meta.locks import LockInfo, lock_name_problem
 from cairn.meta.manifest import Manifest
 from cairn.meta.write_condition import Fence, WriteCondition
 from cairn.node.lock_messages import (
@@ -102,7 +102,7 @@ def parse_fence(value: str) -> tuple[str, int]:
     name, sep, token = value.rpartition(":")
     if not sep or not name or not token.isdigit() or len(token) > 19:
         raise ApiError("InvalidArgument", f"{FENCE_HEADER} must be name:token, got {value!r}")
-    if len(name.encode()) > LOCK_NAME_BYTES_MAX:
+    if lock_name_problem(name) is not None:
         raise ApiError("InvalidArgument", f"{FENCE_HEADER} lock name is too long")
     return name, int(token)
 

@@ -33,6 +33,7 @@ from cairn.base.errors import RemoteError
 from cairn.codec import ChunkCodec, Chunker, CodecPolicy
 from cairn.gateway.errors import ApiError
 from cairn.gateway.ports import ChunkPort, MetaPort
+from cairn.gateway.ranges import select_range
 from cairn.gateway.read_path import ChunkReader
 from cairn.gateway.write_path import (
     BodyPieces,
@@ -387,10 +388,7 @@ class ObjectService:
         version = await self.head(bucket_name, key, version_id)
         manifest = version.manifest
         assert manifest is not None
-        if part_number is not None:
-            byte_range: ByteRange | None = manifest.part_range(part_number)
-        else:
-            byte_range = None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
+        byte_range = select_range(manifest, bounds, part_number)
         if manifest.chunks and self._ready is not None:
             await self._ready()
         return ObjectRead(version, manifest, byte_range, self.reader.stream(manifest, byte_range))

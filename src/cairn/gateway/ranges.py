@@ -9,7 +9,7 @@ well-formed range that selects nothing of the object is an error (416), decided 
 
 import re
 
-from cairn.meta.manifest import ByteRange
+from cairn.meta.manifest import ByteRange, Manifest
 
 _SINGLE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 
@@ -37,6 +37,17 @@ def resolve_range(value: str | None, size: int) -> ByteRange | None:
     if bounds is None:
         return None
     return ByteRange.from_http(size, *bounds)
+
+
+def select_range(
+    manifest: Manifest, bounds: tuple[int | None, int | None] | None, part_number: int | None
+) -> ByteRange | None:
+    """What a read of `manifest` serves: part `part_number` (S3's `partNumber`), else the
+    Range header's `bounds`, else everything (None). Raises `InvalidRange`,
+    `InvalidPartNumber` or `PartsUnknown` (`Manifest.part_range`)."""
+    if part_number is not None:
+        return manifest.part_range(part_number)
+    return None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
 
 
 def content_range(byte_range: ByteRange, size: int) -> str:

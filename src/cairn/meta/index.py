@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cairn.meta.buckets import VersioningState, validate_bucket_name
-from cairn.meta.locks import LOCK_NAME_BYTES_MAX
+from cairn.meta.locks import LOCK_NAME_BYTES_MAX, lock_name_problem
 from cairn.meta.machine import (
     COMMAND_FORMAT_V1,
     SNAPSHOT_FORMAT_V1,
@@ -572,7 +572,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         if fence is None:
             return
         name, token = fence.name, fence.token  # types checked by the command decoder
-        if not name or len(name.encode("utf-8", "surrogatepass")) > LOCK_NAME_BYTES_MAX:
+        if lock_name_problem(name) is not None:
             raise InvalidFence(f"fence lock name must be 1 to {LOCK_NAME_BYTES_MAX} bytes")
         if token < 1:
             raise InvalidFence(f"fencing token {token} is not a positive integer")

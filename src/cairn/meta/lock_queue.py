@@ -45,7 +45,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from cairn.meta.locks import (
-    LOCK_NAME_BYTES_MAX,
     MODES,
     REQUEST_ID_MAX,
     SHARED,
@@ -53,8 +52,9 @@ from cairn.meta.locks import (
     Acquire,
     Grant,
     LockInfo,
-    Mode,
     Wait,
+    admits,
+    lock_name_problem,
 )
 
 
@@ -68,19 +68,6 @@ class Parked:
     def key(self) -> tuple[int, str, int]:
         c = self.command
         return (c.session_id, c.name, c.request_id)
-
-
-def admits(holders: tuple[Grant, ...], mode: Mode) -> bool:
-    """Would holders `holders` let a request of `mode` in (ignoring any queue)?"""
-    return not holders or (mode == SHARED and all(g.mode == SHARED for g in holders))
-
-
-def _valid_name(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and len(name.encode("utf-8", "surrogatepass")) <= LOCK_NAME_BYTES_MAX
-    )
 
 
 class ParkedAcquires:
@@ -126,7 +113,7 @@ class ParkedAcquires:
             or not isinstance(command.request_id, int)
             or not request_id_last < command.request_id <= REQUEST_ID_MAX
             or command.mode not in MODES
-            or not _valid_name(command.name)
+            or lock_name_problem(command.name) is not None
             or self.find(command.session_id, command.name) is not None
             or len(self._by_key) >= self.total_max
         ):

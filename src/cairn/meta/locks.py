@@ -71,7 +71,7 @@ undecodable entry gives `None`. Broken invariants are `AssertionError`s (bugs).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -367,17 +367,29 @@ class _Lock:
 
     def admits(self, mode: Mode) -> bool:
         """Could a request of `mode` be granted now, ignoring the queue?"""
-        if not self.holders:
-            return True
-        return mode == SHARED and all(g.mode == SHARED for g in self.holders.values())
+        return admits(self.holders.values(), mode)
+
+
+def admits(holders: Iterable[Grant], mode: Mode) -> bool:
+    """Would `holders` let a request of `mode` in (ignoring any queue)? No holder, or only
+    shared holders and a shared request."""
+    return all(mode == SHARED and grant.mode == SHARED for grant in holders)
+
+
+def lock_name_problem(name: object) -> str | None:
+    """Why `name` is not a lock name (None: it is one): the rule every layer applies."""
+    if not isinstance(name, str) or not name:
+        return "lock name is empty"
+    size_bytes = len(name.encode("utf-8", "surrogatepass"))
+    if size_bytes > LOCK_NAME_BYTES_MAX:
+        return f"lock name of {size_bytes} bytes exceeds {LOCK_NAME_BYTES_MAX}"
+    return None
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name:
-        raise InvalidLockName("lock name is empty")
-    size_bytes = len(name.encode("utf-8", "surrogatepass"))
-    if size_bytes > LOCK_NAME_BYTES_MAX:
-        raise InvalidLockName(f"lock name of {size_bytes} bytes exceeds {LOCK_NAME_BYTES_MAX}")
+    problem = lock_name_problem(name)
+    if problem is not None:
+        raise InvalidLockName(problem)
 
 
 def _check_id(what: str, value: int, maximum: int) -> None:

@@ -126,7 +126,7 @@ class Manifest(msgspec.Struct, frozen=True):
         count = self.part_count or 1
         if not 1 <= part_number <= count:
             raise InvalidPartNumber(f"part {part_number} of an object of {count} parts")
-        if self.part_count == 0 or count == 1:
+        if count == 1:
             start, end = 0, self.size
         elif not self.part_sizes:
             raise PartsUnknown("this object was completed before part sizes were recorded")

@@ -60,7 +60,6 @@ from cairn.meta.directory import ROOT_GROUP_ID
 from cairn.meta.leases import LeaseTracker
 from cairn.meta.lock_queue import Parked, ParkedAcquires
 from cairn.meta.locks import (
-    LOCK_NAME_BYTES_MAX,
     Acquire,
     CloseSession,
     Command,
@@ -72,6 +71,7 @@ from cairn.meta.locks import (
     Request,
     Result,
     Wait,
+    lock_name_problem,
     propose_session_id,
 )
 from cairn.meta.root import RootMachine, encode_lock_request
@@ -674,10 +674,6 @@ def _retrieve(future: "asyncio.Future[Result]") -> None:
 
 def check_name(name: str) -> None:
     """The lock-name rule of `meta.locks`, as a `RemoteError("invalid_name")`."""
-    if not name:
-        raise RemoteError("invalid_name", "lock name is empty")
-    size_bytes = len(name.encode("utf-8", "surrogatepass"))
-    if size_bytes > LOCK_NAME_BYTES_MAX:
-        raise RemoteError(
-            "invalid_name", f"lock name of {size_bytes} bytes exceeds {LOCK_NAME_BYTES_MAX}"
-        )
+    problem = lock_name_problem(name)
+    if problem is not None:
+        raise RemoteError("invalid_name", problem)

@@ -39,7 +39,7 @@ import msgspec
 from aiohttp import web
 
 from cairn.gateway.errors import api_error
-from cairn.gateway.ranges import content_range, parse_range_header
+from cairn.gateway.ranges import content_range, parse_range_header, select_range
 from cairn.gateway.s3 import xml
 from cairn.gateway.s3.conditions import (
     copy_source_conditions,
@@ -50,7 +50,7 @@ from cairn.gateway.s3.conditions import (
 from cairn.gateway.s3.context import S3Request, bucket_for, xml_response
 from cairn.gateway.s3.errors import S3Error, from_code
 from cairn.gateway.s3.headers import attributes_from, http_date, object_headers
-from cairn.meta.manifest import ByteRange, Manifest
+from cairn.meta.manifest import Manifest
 from cairn.meta.uploads import PART_NUMBER_MAX
 
 PUT_OBJECT_BYTES_MAX = 5 * 1024**3
@@ -170,10 +170,7 @@ async def head_object(request: S3Request) -> web.StreamResponse:
             return _not_modified(manifest)
         raise
     bounds = parse_range_header(request.headers.get("range"))
-    if part_number is not None:
-        byte_range: ByteRange | None = manifest.part_range(part_number)
-    else:
-        byte_range = None if bounds is None else ByteRange.from_http(manifest.size, *bounds)
+    byte_range = select_range(manifest, bounds, part_number)
     headers = object_headers(
         manifest, version.version_id, request.params, _checksum_mode(request) and byte_range is None
     )
