@@ -108,6 +108,8 @@ class Segment:
         self.size = size
         self.refs = 0
         self.retired = False
+        self.dropped_upto = 0
+        """Bytes below this offset were dropped from the page cache (store.drop_span)."""
 
     def close(self) -> None:
         if self.fd >= 0:

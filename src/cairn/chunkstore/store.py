@@ -31,6 +31,15 @@ Records are made durable with `fdatasync`, which flushes the data and the file s
 costs one device flush (~4 ms) where `fsync` of a growing file costs two (~8 ms).
 Segment creation and the hint use `fsync` on the file and its directory.
 
+Page cache (`cache_behind_bytes`). Once records are durable, the store tells the kernel
+to drop their pages (`posix_fadvise(DONTNEED)`), keeping only the last
+`cache_behind_bytes` of the active segment cached, as Swift's object server drops what
+it wrote. A store writes far more than it rereads soon, and a page cache that grows
+with every write costs a first touch of fresh memory per page: on this machine (a VM
+whose memory the host backs lazily) that was 0.8-1.0 ms of CPU per MiB per replica,
+against 0.33 on recycled pages; 16 MiB PUTs went from 65-77 to 90-96 MB/s at c=1
+(docs/design/chunkstore.md). Dropping clean pages changes nothing on disk.
+
 `has` never reports a chunk whose record is not yet durable: it waits for the group
 commit in flight (a gateway that skips an upload because of `has` must be able to rely
 on it). A put of an id that is already live writes nothing (deduplication) but is only
@@ -45,6 +54,7 @@ re-verifies the tail.
 
 import errno
 import fcntl
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -83,6 +93,9 @@ from cairn.runtime.fsync import fsync_directory
 FsyncPolicy = Literal["always", "batch", "none"]
 FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "batch", "none")
 LOCK_FILE = "LOCK"
+CACHE_BEHIND_BYTES_DEFAULT = 64 * 1024 * 1024
+PAGE_BYTES = mmap.PAGESIZE
+DROP_STEP_BYTES = 4 * 1024 * 1024  # drop in steps: one fadvise per few MiB, not per sync
 CorruptCallback = Callable[[bytes, str], None]
 
 
@@ -93,10 +106,14 @@ class StoreOptions:
     segment_bytes_max: int = 256 * 1024 * 1024
     fsync: FsyncPolicy = "batch"
     checkpoint_on_roll: bool = True
+    cache_behind_bytes: int | None = CACHE_BEHIND_BYTES_DEFAULT
+    """Durable bytes behind the write head kept in the page cache; None keeps all."""
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {self.fsync!r}")
+        if self.cache_behind_bytes is not None and self.cache_behind_bytes < 0:
+            raise ValueError("cache_behind_bytes must be >= 0 (or None to keep all)")
         smallest = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES
         if self.segment_bytes_max < smallest:
             raise ValueError(f"segment_bytes_max must be at least {smallest}")
@@ -569,6 +586,7 @@ class ChunkStore:
                 self._failed = f"fdatasync failed: {exc}"
                 raise StoreFailed(self._failed) from exc
             self._durable_seq = self._appended_seq
+            self._drop_behind(seg, seg.size)
         return offset, self._appended_seq
 
     def _undo_append(self, seg: Segment, offset: int, exc: OSError) -> None:
@@ -601,6 +619,7 @@ class ChunkStore:
                 self._failed = f"fdatasync failed: {exc}"
                 raise StoreFailed(self._failed) from exc
             self._durable_seq = self._appended_seq
+            self._drop_behind(seg, seg.size, whole=True)
         try:
             new = create_segment(self.directory, seg.number + 1, durable=self._durable)
         except OSError as exc:
@@ -613,6 +632,23 @@ class ChunkStore:
         self._segments[new.number] = new
         self._active = new
         return True
+
+    def _drop_behind(self, seg: Segment, durable_end: int, *, whole: bool = False) -> None:
+        """Drop the page cache of `seg` below `durable_end` (all of it if `whole`, else
+        all but the last `cache_behind_bytes`). Only under the lock or the sync lock,
+        and only for bytes already fdatasync'ed: clean pages, so nothing is written."""
+        window = self.options.cache_behind_bytes
+        if window is None:
+            return
+        span = drop_span(seg.dropped_upto, durable_end, 0 if whole else window)
+        if span is None:
+            return
+        offset, length = span
+        try:
+            os.posix_fadvise(seg.fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:  # a hint: the data is durable whether or not the kernel drops it
+            return
+        seg.dropped_upto = offset + length
 
     def _wait_durable(self, seq: int, *, force: bool = False) -> None:
         """Return once record `seq` is durable (group commit for the `batch` policy)."""
@@ -629,13 +665,29 @@ class ChunkStore:
                     raise StoreFailed(self._failed)
                 target = self._appended_seq
                 seg = self._pin(self._active.number)
+                synced_end = seg.size
             try:
                 os.fdatasync(seg.fd)
             except OSError as exc:
                 with self._lock:
                     self._failed = f"fdatasync failed: {exc}"
                 raise StoreFailed(self._failed) from exc
+            else:
+                self._drop_behind(seg, synced_end)
             finally:
                 self._unpin(seg)
             with self._lock:
                 self._durable_seq = max(self._durable_seq, target)
+
+
+def drop_span(dropped_upto: int, durable_end: int, window: int) -> tuple[int, int] | None:
+    """(offset, length) of the durable bytes to drop from the page cache now: everything
+    from `dropped_upto` to `window` bytes before `durable_end`, once that is at least
+    `DROP_STEP_BYTES` (or, with no window, whatever is left). The kernel drops only whole
+    pages, so each span starts at the page that holds `dropped_upto`: the page the last
+    span ended inside is dropped with the next one."""
+    start = dropped_upto - dropped_upto % PAGE_BYTES
+    length = durable_end - window - start
+    if durable_end - window <= dropped_upto or (window and length < DROP_STEP_BYTES):
+        return None
+    return start, length

@@ -162,7 +162,9 @@ class NodeServer:
         """The chunkstore, the hint store and the chunk RPCs; with a cluster, also hint
         handoff and the repair worker (registered before the RPC server starts)."""
         root = Path(self.config.data_dir)
-        options = StoreOptions(fsync=self.config.fsync)
+        options = StoreOptions(
+            fsync=self.config.fsync, cache_behind_bytes=self.config.chunk_cache_behind_mib << 20
+        )
         self.store = await AsyncChunkStore.open(str(root / "chunks"), options)
         hints = await asyncio.to_thread(HintStore.open, root / "hints")
         self.chunk_service = ChunkService(self.store, hints, self.config.node_id)
