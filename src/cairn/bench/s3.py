@@ -318,6 +318,7 @@ async def drive(
     client_cores = (_self_cpu_s() - cpu0) / elapsed
     busy_cores = (_machine_busy_s() - busy0) / elapsed
     ops = len(tally.latencies_s)
+    mb_per_s = tally.bytes_moved / elapsed / 1e6
     return {
         "ops": ops,
         "errors": sum(tally.errors.values()),
@@ -325,11 +326,14 @@ async def drive(
         "mismatches": tally.mismatches,
         "elapsed_s": elapsed,
         "ops_per_s": ops / elapsed,
-        "mb_per_s": tally.bytes_moved / elapsed / 1e6,
+        "mb_per_s": mb_per_s,
         **summarize_ms(tally.latencies_s),
         "client_cores": client_cores,
         "machine_busy_cores": busy_cores,
         "client_share_of_busy": client_cores / busy_cores if busy_cores > 0 else 0.0,
+        # What a byte costs the whole machine (servers and this generator): with every
+        # core busy, the inverse of this bounds MB/s whatever the concurrency.
+        "machine_cpu_ms_per_mb": busy_cores * 1000 / mb_per_s if mb_per_s > 0 else 0.0,
     }
 
 
@@ -379,6 +383,7 @@ async def run_cell(
             "error_kinds": {},
             "ops_per_s": 0.0,
             "mb_per_s": 0.0,
+            "machine_cpu_ms_per_mb": 0.0,
             **summarize_ms([]),
             "skipped": "no object was written",
         }
@@ -398,7 +403,8 @@ def cell_line(name: str, cell: dict[str, Any]) -> str:
         f"  {name} {cell['size']} c{cell['concurrency']}: put {put['ops_per_s']:.1f} ops/s "
         f"{put['mb_per_s']:.1f} MB/s p50 {put['p50_ms']:.1f} p99 {put['p99_ms']:.1f} ms "
         f"({put['errors']} errors, client {put['client_cores']:.2f} of "
-        f"{put['machine_busy_cores']:.2f} busy cores); get {get['ops_per_s']:.1f} ops/s "
+        f"{put['machine_busy_cores']:.2f} busy cores, {put['machine_cpu_ms_per_mb']:.1f} ms "
+        f"CPU/MB); get {get['ops_per_s']:.1f} ops/s "
         f"{get['mb_per_s']:.1f} MB/s p50 {get['p50_ms']:.1f} p99 {get['p99_ms']:.1f} ms "
         f"({get['errors']} errors, {get['mismatches']} mismatches, client "
         f"{get['client_cores']:.2f} of {get['machine_busy_cores']:.2f} busy cores)"
@@ -465,8 +471,8 @@ def _ratio(ours: float, theirs: float) -> float | None:
 def ratios(
     ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Per cell: ops/s and MB/s ratios (above 1: we are faster) and p99 ratios (below 1:
-    our tail is shorter)."""
+    """Per cell: ops/s and MB/s ratios (above 1: we are faster), p99 ratios (below 1:
+    our tail is shorter) and CPU per MB ratios (below 1: a byte costs us less CPU)."""
     out = []
     for a, b in zip(ours, theirs, strict=True):
         assert (a["size_bytes"], a["concurrency"]) == (b["size_bytes"], b["concurrency"])
@@ -476,7 +482,12 @@ def ratios(
             "concurrency": a["concurrency"],
         }
         for phase in ("put", "get"):
-            for figure, name in (("ops_per_s", "ops"), ("mb_per_s", "mb"), ("p99_ms", "p99")):
+            for figure, name in (
+                ("ops_per_s", "ops"),
+                ("mb_per_s", "mb"),
+                ("p99_ms", "p99"),
+                ("machine_cpu_ms_per_mb", "cpu_per_mb"),
+            ):
                 row[f"{phase}_{name}"] = _ratio(a[phase][figure], b[phase][figure])
         out.append(row)
     return out

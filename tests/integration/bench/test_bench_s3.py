@@ -19,7 +19,10 @@ from cairn.cli.main import cli
 
 pytestmark = pytest.mark.xdist_group("processes")
 
-FIGURES = ("ops", "errors", "ops_per_s", "mb_per_s", "p50_ms", "p99_ms", "client_cores")
+FIGURES = (
+    "ops", "errors", "ops_per_s", "mb_per_s", "p50_ms", "p99_ms", "client_cores",
+    "machine_cpu_ms_per_mb",
+)  # fmt: skip
 
 
 def test_bench_s3_own_cluster_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,6 +54,9 @@ def test_bench_s3_own_cluster_json(monkeypatch: pytest.MonkeyPatch) -> None:
             assert all(name in phase for name in FIGURES)
             assert phase["ops"] > 0 and phase["errors"] == 0, phase["error_kinds"]
             assert phase["p99_ms"] >= phase["p50_ms"] > 0
+            assert phase["machine_cpu_ms_per_mb"] == pytest.approx(
+                phase["machine_busy_cores"] * 1000 / phase["mb_per_s"]
+            )
         get = cell["get"]
         assert get["verified"] == get["ops"] and get["mismatches"] == 0
         assert get["mb_per_s"] == pytest.approx(get["ops_per_s"] * cell["size_bytes"] / 1e6)
@@ -78,11 +84,13 @@ def test_signer_matches_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_ratios_per_cell() -> None:
     def cell(ops: float, p99: float) -> dict[str, Any]:
-        phase = {"ops_per_s": ops, "mb_per_s": ops / 10, "p99_ms": p99}
+        phase = {"ops_per_s": ops, "mb_per_s": ops / 10, "p99_ms": p99,
+                 "machine_cpu_ms_per_mb": 20_000 / ops if ops else 0.0}  # fmt: skip
         return {"size": "4 KiB", "size_bytes": 4096, "concurrency": 16, "put": phase,
                 "get": phase}  # fmt: skip
 
     (row,) = ratios([cell(300.0, 10.0)], [cell(100.0, 40.0)])
     assert row["put_ops"] == row["get_mb"] == pytest.approx(3.0)
     assert row["put_p99"] == pytest.approx(0.25)
+    assert row["put_cpu_per_mb"] == pytest.approx(1 / 3)  # a byte costs us a third
     assert ratios([cell(1.0, 1.0)], [cell(0.0, 0.0)])[0]["get_ops"] is None
