@@ -2,7 +2,8 @@
 
     CairnClientError (code, status, message)
      +-- NotFound: NoSuchBucket, NoSuchKey
-     +-- Conflict: BucketNotEmpty, BucketAlreadyExists, BucketAlreadyOwnedByYou
+     +-- Conflict: BucketNotEmpty, BucketAlreadyExists, BucketAlreadyOwnedByYou,
+                   FenceStale (a write whose fencing token lost its lock)
      +-- InvalidRequest: InvalidBucketName, InvalidArgument, InvalidRange, ...
      +-- AccessDenied
      +-- Unavailable: ServiceUnavailable, InsufficientReplicas, ChunkUnavailable,
@@ -47,6 +48,10 @@ class BucketAlreadyExists(Conflict):
     pass
 
 
+class FenceStale(Conflict):
+    """A write carried a fencing token that no longer holds its lock."""
+
+
 class InvalidRequest(CairnClientError):
     pass
 
@@ -79,6 +84,7 @@ _BY_CODE: dict[str, type[CairnClientError]] = {
     "BucketAlreadyExists": BucketAlreadyExists,
     "BucketAlreadyOwnedByYou": BucketAlreadyExists,
     "InvalidBucketState": Conflict,
+    "FenceStale": FenceStale,
     "InvalidBucketName": InvalidBucketName,
     "InvalidRange": InvalidRange,
     "AccessDenied": AccessDenied,

@@ -2,7 +2,7 @@
 
     async with LockClient.from_cluster_file(ttl_s=10) as client:
         async with client.lock("jobs/nightly") as held:      # waits, FIFO
-            await write(..., fence=held.fence_header)
+            await objects.put("b", "k", data, fence=held)  # refused once the lock is lost
         async with client.shared_lock("config", timeout=2):  # LockTimeout after 2 s
             ...
         held = await client.try_lock("jobs/nightly")          # None when taken
@@ -75,6 +75,7 @@ from cairn.client.lock_protocol import (
     Mode,
     SessionInfo,
 )
+from cairn.client.protocol import FENCE_HEADER, fence_value
 from cairn.wire import RpcPool, derive_auth_key
 
 __all__ = [
@@ -93,7 +94,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-FENCE_HEADER = "X-Cairn-Fence"
 DEFAULT_TTL_S = 10.0
 CALL_TIMEOUT_S = 10.0
 """Budget of one non-waiting call, across redirects and retries."""
@@ -270,7 +270,7 @@ class Lock:
     @property
     def fence_header(self) -> dict[str, str]:
         """The header that makes a native-API PUT/DELETE conditional on this grant."""
-        return {FENCE_HEADER: f"{self.name}:{self.token}"}
+        return {FENCE_HEADER: fence_value(self.name, self.token)}
 
     async def release(self) -> None:
         await self._client.release(self)

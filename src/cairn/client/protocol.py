@@ -15,6 +15,9 @@ TOKEN_LABEL = b"cairn-native-v1"
 WRITE_CONSISTENCY_HEADER = "X-Cairn-Write-Consistency"
 VERSION_ID_HEADER = "X-Cairn-Version-Id"
 META_HEADER_PREFIX = "X-Cairn-Meta-"
+FENCE_HEADER = "X-Cairn-Fence"
+"""`name:token` on a PUT or DELETE: refused (409 FenceStale) unless the token still
+holds the lock (issue 8's fencing)."""
 
 
 def native_token(secret: str) -> str:
@@ -44,3 +47,8 @@ def list_path(bucket: str) -> str:
 def range_header(first: int | None, last: int | None) -> str:
     """`bytes=first-last`, `bytes=first-` or the suffix `bytes=-last`."""
     return f"bytes={'' if first is None else first}-{'' if last is None else last}"
+
+
+def fence_value(name: str, token: int) -> str:
+    """The `X-Cairn-Fence` value for lock `name` granted with fencing `token`."""
+    return f"{name}:{token}"

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, Any, Literal, Protocol, TypeVar
 
 import aiohttp
 
@@ -45,6 +45,16 @@ LIST_PAGE_KEYS = 1000
 Level = Literal["one", "quorum", "all"]
 Progress = Callable[[int], None]
 PutSource = bytes | bytearray | memoryview | str | os.PathLike[str] | AsyncIterable[bytes]
+
+
+class Fenced(Protocol):
+    """What a fenced write needs of a lock grant (`cairn.client.locks.Lock` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def token(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,10 +295,14 @@ class CairnClient:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         progress: Progress | None = None,
+        fence: Fenced | None = None,
     ) -> PutResult:
-        """Store `source` (bytes, a file path, or an async iterable of bytes) as bucket/key."""
+        """Store `source` (bytes, a file path, or an async iterable of bytes) as bucket/key.
+
+        With `fence` (a held lock), the gateway commits the object only while that grant's
+        fencing token still holds the lock, and raises `FenceStale` otherwise."""
         body = _Body(source, progress)
-        headers: dict[str, str] = {}
+        headers = _fence_headers(fence)
         if body.size is not None:
             headers["Content-Length"] = str(body.size)
         if level:
@@ -379,9 +393,11 @@ class CairnClient:
         async with response:
             return _info(response.headers, response.status)
 
-    async def delete(self, bucket: str, key: str) -> bool:
-        """Delete bucket/key; False if there was nothing to delete."""
-        data = await self._json("DELETE", protocol.object_path(bucket, key))
+    async def delete(self, bucket: str, key: str, *, fence: Fenced | None = None) -> bool:
+        """Delete bucket/key; False if there was nothing to delete. `fence` as in `put`."""
+        data = await self._json(
+            "DELETE", protocol.object_path(bucket, key), headers=_fence_headers(fence)
+        )
         return bool(data["deleted"])
 
     async def list_page(
@@ -424,6 +440,12 @@ async def _copy(body: AsyncIterator[bytes], file: IO[bytes], progress: Progress 
         file.write(piece)
         if progress:
             progress(len(piece))
+
+
+def _fence_headers(fence: Fenced | None) -> dict[str, str]:
+    if fence is None:
+        return {}
+    return {protocol.FENCE_HEADER: protocol.fence_value(fence.name, fence.token)}
 
 
 async def _raise_for(response: aiohttp.ClientResponse) -> None:
@@ -484,8 +506,8 @@ class SyncCairnClient:
     def head(self, bucket: str, key: str) -> ObjectInfo:
         return self._run(self._client.head(bucket, key))
 
-    def delete(self, bucket: str, key: str) -> bool:
-        return self._run(self._client.delete(bucket, key))
+    def delete(self, bucket: str, key: str, *, fence: Fenced | None = None) -> bool:
+        return self._run(self._client.delete(bucket, key, fence=fence))
 
     def list(self, bucket: str, prefix: str = "", delimiter: str = "") -> list[ListedObject | str]:
         async def collect() -> list[ListedObject | str]:

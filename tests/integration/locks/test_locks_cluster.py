@@ -15,7 +15,7 @@ import pytest
 
 from cairn.base.errors import RemoteError
 from cairn.client import protocol
-from cairn.client.errors import BucketAlreadyExists, Unavailable
+from cairn.client.errors import BucketAlreadyExists, FenceStale, Unavailable
 from cairn.client.locks import LockClient
 from cairn.client.sdk import CairnClient
 from cairn.localcluster import LocalCluster
@@ -138,6 +138,37 @@ async def _late_write(cluster: LocalCluster) -> None:
 
 def test_paused_holders_late_write_is_refused(cluster: LocalCluster) -> None:
     asyncio.run(_late_write(cluster))
+
+
+async def _sdk_fenced_writes(cluster: LocalCluster) -> None:
+    paused = LockClient.from_cluster_file(cluster_json(cluster), ttl_s=0.5)
+    other = LockClient.from_cluster_file(cluster_json(cluster), ttl_s=5)
+    async with CairnClient.from_cluster_file(cluster_json(cluster)) as objects:
+        try:
+            old = await paused.acquire("sdk-fenced")
+            await objects.put("shared", "sdk-fenced", b"first", fence=old)
+            assert paused._keeper is not None
+            paused._keeper.cancel()  # the holder pauses: no more keep-alives
+            new = await asyncio.wait_for(other.acquire("sdk-fenced"), 10)
+            with pytest.raises(FenceStale, match="no longer holds"):
+                await objects.put("shared", "sdk-fenced", b"late", fence=old)
+            with pytest.raises(FenceStale):
+                await objects.delete("shared", "sdk-fenced", fence=old)
+            assert await objects.get("shared", "sdk-fenced") == b"first"
+            await objects.put("shared", "sdk-fenced", b"second", fence=new)
+            assert await objects.get("shared", "sdk-fenced") == b"second"
+            assert await objects.delete("shared", "sdk-fenced", fence=new)
+            await new.release()
+        finally:
+            paused._keeper = None
+            await paused.close()
+            await other.close()
+
+
+def test_the_sdk_fences_puts_and_deletes_with_a_held_lock(cluster: LocalCluster) -> None:
+    """`CairnClient.put/delete(..., fence=lock)`: a paused holder's late write raises
+    FenceStale and changes nothing; the current holder's writes go through."""
+    asyncio.run(_sdk_fenced_writes(cluster))
 
 
 async def _fenced_commits(cluster: LocalCluster) -> None:
