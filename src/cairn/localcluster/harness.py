@@ -22,6 +22,7 @@ when the cluster is started again on the same directory, so clients keep working
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import random
 import secrets
@@ -88,7 +89,10 @@ class ClusterError(CairnError):
 
 EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 PORT_FLOOR = 10_000
+log = logging.getLogger(__name__)
 PORT_PICK_ATTEMPTS_MAX = 10_000
+PORT_RACE_ATTEMPTS_MAX = 3
+PORT_TAKEN_MARK = "address already in use"
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -312,8 +316,31 @@ class LocalCluster:
         node.process = spawn(self.argv(node), self._env(), str(node.log_path))
 
     def start(self, wait_seconds: float = HEALTH_WAIT_SECONDS) -> None:
-        """Start every node; return once all are healthy (and, with Raft, ready)."""
+        """Start every node; return once all are healthy (and, with Raft, ready).
+
+        A node that could not bind a port (another process took it between
+        `free_ports` and the bind: another test's cluster drawing the same random port)
+        makes the whole cluster stop and start again on newly drawn ports, at most
+        `PORT_RACE_ATTEMPTS_MAX` times; the nodes re-join the cluster map at their new
+        addresses as on any restart, so nothing already stored is lost."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, PORT_RACE_ATTEMPTS_MAX + 1):
+            try:
+                self._start_all(wait_seconds)
+                break
+            except ClusterError:
+                lost_race = self.lab is None and any(
+                    PORT_TAKEN_MARK in self.tail_log(node_id).lower() for node_id in self.nodes
+                )
+                if not lost_race or attempt == PORT_RACE_ATTEMPTS_MAX:
+                    raise
+                log.warning("localcluster.port_taken attempt=%d: drawing new ports", attempt)
+                ports = free_ports(len(self.nodes) * 3, self.host)
+                for i, node in enumerate(self.nodes.values()):
+                    node.rpc_port, node.admin_port, node.s3_port = ports[3 * i : 3 * i + 3]
+        self.write_cluster_json()
+
+    def _start_all(self, wait_seconds: float) -> None:
         try:
             for node_id in self.nodes:
                 self.start_node(node_id)
@@ -323,7 +350,6 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
-        self.write_cluster_json()
 
     def add_node(
         self,

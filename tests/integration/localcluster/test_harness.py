@@ -4,6 +4,7 @@ stop, and no orphans even when the harness itself is killed."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,3 +120,21 @@ def test_nodes_die_with_a_killed_harness(tmp_path: Path) -> None:
     finally:
         harness.kill()
         harness.wait()
+
+
+def test_a_port_taken_before_the_bind_makes_start_draw_new_ports(tmp_path: Path) -> None:
+    """Another process binds one of the drawn ports between `free_ports` and the node's
+    bind (another test's cluster drawing the same random port): start stops the cluster
+    and starts it again on new ports instead of failing."""
+    cluster = LocalCluster(tmp_path, nodes=2, secret="harness-test-secret-123")
+    taken = cluster.nodes["node-2"].admin_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with cluster:
+            assert cluster.nodes["node-2"].admin_port != taken
+            for node in cluster.nodes.values():
+                answer = health(node.host, node.admin_port, timeout=5.0)
+                assert answer is not None and answer[0] == 200
+            described = json.loads((tmp_path / "cluster.json").read_text())
+            assert str(taken) not in json.dumps(described)
