@@ -4,10 +4,11 @@ write refused by its stale fencing token, the HTTP admin API, and `cairn lock` /
 `cairn locks`."""
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -106,34 +107,48 @@ async def _late_write(cluster: LocalCluster) -> None:
     gateway = f"http://{next(iter(cluster.nodes.values())).host}:{next(iter(cluster.nodes.values())).s3_port}"
     url = gateway + protocol.object_path("shared", "fenced")
     auth = {"Authorization": protocol.authorization(SECRET)}
+    async with (
+        aiohttp.ClientSession(headers=auth) as http,
+        _two_holders(cluster) as (paused, other),
+    ):
+        old = await paused.acquire("fenced")
+        async with http.put(url, data=b"first", headers=old.fence_header) as response:
+            assert response.status == 200, await response.text()
+        _pause(paused)
+        new = await asyncio.wait_for(other.acquire("fenced"), 10)
+        assert new.token > old.token
+        async with http.put(url, data=b"late", headers=old.fence_header) as response:
+            assert response.status == 409
+            assert (await response.json())["code"] == "FenceStale"
+        async with http.delete(url, headers=old.fence_header) as response:
+            assert response.status == 409
+        async with http.put(url, data=b"second", headers=new.fence_header) as response:
+            assert response.status == 200, await response.text()
+        async with http.get(url) as response:
+            assert await response.read() == b"second"
+        bad = {"X-Cairn-Fence": "no-token-here"}
+        async with http.put(url, data=b"x", headers=bad) as response:
+            assert response.status == 400
+        await new.release()
+
+
+@contextlib.asynccontextmanager
+async def _two_holders(cluster: LocalCluster) -> AsyncIterator[tuple[LockClient, LockClient]]:
+    """A client about to pause (0.5 s TTL) and the one that takes its lock over."""
     paused = LockClient.from_cluster_file(cluster_json(cluster), ttl_s=0.5)
     other = LockClient.from_cluster_file(cluster_json(cluster), ttl_s=5)
-    async with aiohttp.ClientSession(headers=auth) as http:
-        try:
-            old = await paused.acquire("fenced")
-            async with http.put(url, data=b"first", headers=old.fence_header) as response:
-                assert response.status == 200, await response.text()
-            assert paused._keeper is not None
-            paused._keeper.cancel()  # the holder pauses: no more keep-alives
-            new = await asyncio.wait_for(other.acquire("fenced"), 10)
-            assert new.token > old.token
-            async with http.put(url, data=b"late", headers=old.fence_header) as response:
-                assert response.status == 409
-                assert (await response.json())["code"] == "FenceStale"
-            async with http.delete(url, headers=old.fence_header) as response:
-                assert response.status == 409
-            async with http.put(url, data=b"second", headers=new.fence_header) as response:
-                assert response.status == 200, await response.text()
-            async with http.get(url) as response:
-                assert await response.read() == b"second"
-            bad = {"X-Cairn-Fence": "no-token-here"}
-            async with http.put(url, data=b"x", headers=bad) as response:
-                assert response.status == 400
-            await new.release()
-        finally:
-            paused._keeper = None
-            await paused.close()
-            await other.close()
+    try:
+        yield paused, other
+    finally:
+        paused._keeper = None
+        await paused.close()
+        await other.close()
+
+
+def _pause(client: LockClient) -> None:
+    """The holder pauses: it sends no more keep-alives, so its lease runs out."""
+    assert client._keeper is not None
+    client._keeper.cancel()
 
 
 def test_paused_holders_late_write_is_refused(cluster: LocalCluster) -> None:
@@ -141,28 +156,23 @@ def test_paused_holders_late_write_is_refused(cluster: LocalCluster) -> None:
 
 
 async def _sdk_fenced_writes(cluster: LocalCluster) -> None:
-    paused = LockClient.from_cluster_file(cluster_json(cluster), ttl_s=0.5)
-    other = LockClient.from_cluster_file(cluster_json(cluster), ttl_s=5)
-    async with CairnClient.from_cluster_file(cluster_json(cluster)) as objects:
-        try:
-            old = await paused.acquire("sdk-fenced")
-            await objects.put("shared", "sdk-fenced", b"first", fence=old)
-            assert paused._keeper is not None
-            paused._keeper.cancel()  # the holder pauses: no more keep-alives
-            new = await asyncio.wait_for(other.acquire("sdk-fenced"), 10)
-            with pytest.raises(FenceStale, match="no longer holds"):
-                await objects.put("shared", "sdk-fenced", b"late", fence=old)
-            with pytest.raises(FenceStale):
-                await objects.delete("shared", "sdk-fenced", fence=old)
-            assert await objects.get("shared", "sdk-fenced") == b"first"
-            await objects.put("shared", "sdk-fenced", b"second", fence=new)
-            assert await objects.get("shared", "sdk-fenced") == b"second"
-            assert await objects.delete("shared", "sdk-fenced", fence=new)
-            await new.release()
-        finally:
-            paused._keeper = None
-            await paused.close()
-            await other.close()
+    async with (
+        CairnClient.from_cluster_file(cluster_json(cluster)) as objects,
+        _two_holders(cluster) as (paused, other),
+    ):
+        old = await paused.acquire("sdk-fenced")
+        await objects.put("shared", "sdk-fenced", b"first", fence=old)
+        _pause(paused)
+        new = await asyncio.wait_for(other.acquire("sdk-fenced"), 10)
+        with pytest.raises(FenceStale, match="no longer holds"):
+            await objects.put("shared", "sdk-fenced", b"late", fence=old)
+        with pytest.raises(FenceStale):
+            await objects.delete("shared", "sdk-fenced", fence=old)
+        assert await objects.get("shared", "sdk-fenced") == b"first"
+        await objects.put("shared", "sdk-fenced", b"second", fence=new)
+        assert await objects.get("shared", "sdk-fenced") == b"second"
+        assert await objects.delete("shared", "sdk-fenced", fence=new)
+        await new.release()
 
 
 def test_the_sdk_fences_puts_and_deletes_with_a_held_lock(cluster: LocalCluster) -> None:
