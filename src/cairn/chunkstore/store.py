@@ -93,7 +93,7 @@ from cairn.runtime.fsync import fsync_directory
 FsyncPolicy = Literal["always", "batch", "none"]
 FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "batch", "none")
 LOCK_FILE = "LOCK"
-CACHE_BEHIND_BYTES_DEFAULT = 64 * 1024 * 1024
+CACHE_BEHIND_BYTES_DEFAULT = 256 * 1024 * 1024
 PAGE_BYTES = mmap.PAGESIZE
 DROP_STEP_BYTES = 4 * 1024 * 1024  # drop in steps: one fadvise per few MiB, not per sync
 CorruptCallback = Callable[[bytes, str], None]

@@ -67,7 +67,7 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     read_consistency: ReadConsistency = "lease"
     write_consistency: WriteConsistency = "quorum"
     fsync: FsyncPolicy = "batch"
-    chunk_cache_behind_mib: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 64
+    chunk_cache_behind_mib: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 256
     compression: bool = True
     encryption: bool = True
     lb_strategy: LbStrategy = "p2c-ewma"
