@@ -108,8 +108,7 @@ class Segment:
         self.size = size
         self.refs = 0
         self.retired = False
-        self.dropped_upto = 0
-        """Bytes below this offset were dropped from the page cache (store.drop_span)."""
+        self.dropped_upto = 0  # bytes below were dropped from the page cache (store.drop_span)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -75,7 +75,7 @@ from cairn.client.lock_protocol import (
     Mode,
     SessionInfo,
 )
-from cairn.client.protocol import FENCE_HEADER, fence_value
+from cairn.client.protocol import FENCE_HEADER, fence_header
 from cairn.wire import RpcPool, derive_auth_key
 
 __all__ = [
@@ -270,7 +270,7 @@ class Lock:
     @property
     def fence_header(self) -> dict[str, str]:
         """The header that makes a native-API PUT/DELETE conditional on this grant."""
-        return {FENCE_HEADER: fence_value(self.name, self.token)}
+        return fence_header(self.name, self.token)
 
     async def release(self) -> None:
         await self._client.release(self)

@@ -49,6 +49,6 @@ def range_header(first: int | None, last: int | None) -> str:
     return f"bytes={'' if first is None else first}-{'' if last is None else last}"
 
 
-def fence_value(name: str, token: int) -> str:
-    """The `X-Cairn-Fence` value for lock `name` granted with fencing `token`."""
-    return f"{name}:{token}"
+def fence_header(name: str, token: int) -> dict[str, str]:
+    """The header that makes a PUT/DELETE conditional on lock `name`'s grant `token`."""
+    return {FENCE_HEADER: f"{name}:{token}"}

@@ -445,7 +445,7 @@ async def _copy(body: AsyncIterator[bytes], file: IO[bytes], progress: Progress 
 def _fence_headers(fence: Fenced | None) -> dict[str, str]:
     if fence is None:
         return {}
-    return {protocol.FENCE_HEADER: protocol.fence_value(fence.name, fence.token)}
+    return protocol.fence_header(fence.name, fence.token)
 
 
 async def _raise_for(response: aiohttp.ClientResponse) -> None:

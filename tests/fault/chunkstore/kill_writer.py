@@ -20,6 +20,7 @@ import random
 import sys
 
 from cairn.chunkstore import AsyncChunkStore, StoreOptions
+from cairn.chunkstore.store import CACHE_BEHIND_BYTES_DEFAULT
 
 TASKS = 16
 OPS_MAX = 20_000
@@ -53,7 +54,7 @@ async def main(directory: str, seed: int) -> None:
     options = StoreOptions(
         segment_bytes_max=48 * 1024,
         fsync="batch",
-        cache_behind_bytes=0 if seed % 2 else StoreOptions().cache_behind_bytes,
+        cache_behind_bytes=0 if seed % 2 else CACHE_BEHIND_BYTES_DEFAULT,
     )
     store = await AsyncChunkStore.open(directory, options, threads_max=TASKS)
     budget = [OPS_MAX]
