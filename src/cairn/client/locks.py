@@ -101,6 +101,9 @@ ATTEMPT_TIMEOUT_S = 3.0
 """One attempt's share of it: a cut-off leader must not hold the whole budget."""
 WAIT_CHUNK_MS = 30_000
 """An unbounded wait is a series of calls this long (the leader caps one at 60 s)."""
+TIMER_SLACK_MS = 2
+"""Added to the last wait a leader is asked for: its timers (uvloop's, in whole
+milliseconds of a clock read once per loop iteration) can fire up to a millisecond early."""
 RETRY_PAUSE_S = 0.02
 KEEPALIVE_RETRY_S = 0.05
 DRIFT_MARGIN = 0.01
@@ -433,10 +436,12 @@ class LockClient:
         """The token, or None on timeout (the wait is then cancelled)."""
         while True:
             now = time.monotonic()
-            # Rounded up: a wait the leader ends at its `wait_ms` never ends before ours.
+            # Rounded up, plus the slack of the leader's timers, so that a wait the leader
+            # ends at its `wait_ms` never ends before ours.
             remaining_ms = WAIT_CHUNK_MS if deadline is None else math.ceil((deadline - now) * 1000)
             last_chunk = deadline is not None and remaining_ms <= WAIT_CHUNK_MS
-            wait_ms = max(0, min(remaining_ms, WAIT_CHUNK_MS))
+            slack_ms = TIMER_SLACK_MS if last_chunk and remaining_ms > 0 else 0
+            wait_ms = max(0, min(remaining_ms, WAIT_CHUNK_MS)) + slack_ms
             request = LockAcquire(
                 session_id,
                 name,
