@@ -100,6 +100,12 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # (`cairn up` passes the pair it writes to cluster.json). Both or neither.
     admin_access_key: str = ""
     admin_secret_key: str = ""
+    # Index shards (stop 15): the root leader splits a shard holding more keys than
+    # index_split_keys, or applying more commands per second than index_split_ops_per_s
+    # for a few seconds in a row (0: never, for either), and spreads shard leaders.
+    index_split_keys: Annotated[int, msgspec.Meta(ge=0)] = 100_000
+    index_split_ops_per_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    index_balance_leaders: bool = True
     # Multipart uploads (issue 7): the shard leaders abort uploads older than this
     # (their parts' chunks then go at the next GC round); 0: never.
     multipart_expiry_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600.0

@@ -5,19 +5,20 @@ over encoded object keys, one shard group id per range) plus, for every shard gr
 node ids of its Raft replicas. It starts empty; `Bootstrap` creates the first shard,
 covering the whole key space. `SplitShard` cuts the range holding a key at that key: the
 upper half goes to a new group whose id comes from a counter in the state
-(`next_group_id`), so every replica picks the same id, and which inherits the replicas of
-the old group unless the command names others. `MergeShards` joins a range with its right
+(`next_group_id`), so every replica picks the same id, and which has the replicas of the
+old group. `MergeShards` joins a range with its right
 neighbour (the left group survives). `SetReplicas` records a membership change of a group.
 
 The directory `epoch` is the range map's epoch and bumps on every change, so a client that
 cached the directory and is told by a shard that its key is out of range, or by a node
 that it no longer hosts a group, refreshes when the epoch it holds is older.
 
-The directory only records decisions: moving the data is the service's job. For a split,
-the service proposes `SplitShard` here, seeds the new group from the old shard's
-`IndexShard.split_snapshot(at, new_group)`, and proposes `ShrinkRange(at)` to the old
-group; between the first and last steps both groups answer for the upper half, so the
-old group keeps serving it until the new one is up (readers fall back to it).
+The directory only records decisions: moving the data is the service's job
+(`node.shard_splitter`, docs/design/meta.md "Splitting a shard"). `SplitShard` records
+the new group's *parent* along with the range; until `SplitDone` the split is pending:
+the parent still has to cut the range off (`ShrinkRange` with a seed), and every replica
+of the new group still has to start from that seed. Only one split is pending at a time,
+and a pending group is neither split nor merged.
 
 Group id 0 is the root group itself; index shard groups start at 1.
 """
@@ -69,6 +70,8 @@ class ShardInfo(msgspec.Struct, frozen=True):
     end: bytes | None
     replicas: tuple[str, ...]
     epoch: int
+    parent: int = 0
+    """While a split is pending: the group this one was split from (0 otherwise)."""
 
 
 # Commands ---------------------------------------------------------------------------------
@@ -79,7 +82,9 @@ class Bootstrap(msgspec.Struct, tag="bootstrap", frozen=True):
 
 
 class SplitShard(msgspec.Struct, tag="split", frozen=True):
-    """Split the range holding `at` so that `[at, end)` goes to a new group."""
+    """Split the range holding `at` so that `[at, end)` goes to a new group. The new group
+    has the old one's replicas: each starts from the seed its replica of the old group
+    keeps (`replicas`, if given, must name the same ones)."""
 
     at: bytes
     replicas: tuple[str, ...] | None = None
@@ -96,7 +101,13 @@ class SetReplicas(msgspec.Struct, tag="replicas", frozen=True):
     replicas: tuple[str, ...]
 
 
-DirectoryCommand = Bootstrap | SplitShard | MergeShards | SetReplicas
+class SplitDone(msgspec.Struct, tag="splitdone", frozen=True):
+    """The split that made `group_id` is carried out: every replica started from its seed."""
+
+    group_id: int
+
+
+DirectoryCommand = Bootstrap | SplitShard | MergeShards | SetReplicas | SplitDone
 
 
 class _SnapshotV1(msgspec.Struct, frozen=True):
@@ -106,6 +117,8 @@ class _SnapshotV1(msgspec.Struct, frozen=True):
     shards: list[int]
     replicas: list[tuple[int, tuple[str, ...]]]
     next_group_id: int
+    parents: list[tuple[int, int]] = []
+    """Pending splits, (new group, parent group) (absent in snapshots before stop 15)."""
 
 
 _commands: VersionedCodec[DirectoryCommand] = VersionedCodec(DirectoryCommand, COMMAND_FORMAT_V1)
@@ -141,6 +154,7 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
         super().__init__()
         self._map: RangeMap | None = None
         self._replicas: dict[int, tuple[str, ...]] = {}
+        self._parents: dict[int, int] = {}
         self.next_group_id = FIRST_SHARD_GROUP_ID
 
     # Queries ------------------------------------------------------------------------------
@@ -179,6 +193,10 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
             return []
         return [self._info(i) for i in range(len(self._map))]
 
+    def pending_splits(self) -> list[ShardInfo]:
+        """The groups whose split is not carried out yet (`parent` set), by group id."""
+        return [self.shard(group) for group in sorted(self._parents)]
+
     def groups_of_node(self, node_id: str) -> list[int]:
         """Shard groups with a replica on `node_id`, sorted."""
         return sorted(g for g, nodes in self._replicas.items() if node_id in nodes)
@@ -187,7 +205,8 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
         range_map = self.range_map
         start, end = range_map.bounds(index)
         group = range_map.shards[index]
-        return ShardInfo(group, start, end, self._replicas[group], range_map.epoch)
+        parent = self._parents.get(group, 0)
+        return ShardInfo(group, start, end, self._replicas[group], range_map.epoch, parent)
 
     # Commands -----------------------------------------------------------------------------
 
@@ -199,6 +218,12 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
             return self._split(command)
         if isinstance(command, MergeShards):
             return self._merge(command)
+        if isinstance(command, SplitDone):
+            info = self.shard(command.group_id)
+            if command.group_id not in self._parents:
+                return info  # a retry
+            del self._parents[command.group_id]
+            return self.shard(command.group_id)
         info = self.shard(command.group_id)
         _validate_replicas(command.replicas)
         range_map = self.range_map
@@ -222,15 +247,20 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
             raise InvalidSplit(f"split point must be 1..{RANGE_KEY_BYTES_MAX} bytes")
         if len(range_map) >= SHARD_COUNT_MAX:
             raise InvalidSplit(f"already {SHARD_COUNT_MAX} shards")
+        if self._parents:
+            pending = min(self._parents)
+            raise InvalidSplit(f"the split that made group {pending} is still being carried out")
         index = range_map.index_of(command.at)
         if range_map.bounds(index)[0] == command.at:
             raise InvalidSplit(f"{command.at!r} is already a range boundary")
         old_group = range_map.shards[index]
-        replicas = command.replicas or self._replicas[old_group]
-        _validate_replicas(replicas)
+        replicas = self._replicas[old_group]
+        if command.replicas is not None and command.replicas != replicas:
+            raise InvalidSplit("a new group starts on the replicas of the group it splits")
         group = self.next_group_id
         self._map = range_map.split(command.at, group)
         self._replicas[group] = replicas
+        self._parents[group] = old_group
         self.next_group_id += 1
         return self.shard(group)
 
@@ -241,6 +271,8 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
         if index + 1 >= len(range_map):
             raise InvalidSplit(f"shard {command.group_id} has no right neighbour")
         gone = range_map.shards[index + 1]
+        if self._parents:
+            raise InvalidSplit("a split is still being carried out")
         self._map = range_map.merge(index)
         del self._replicas[gone]
         return self.shard(command.group_id)
@@ -256,6 +288,7 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
             list(m.shards) if m is not None else [],
             sorted(self._replicas.items()),
             self.next_group_id,
+            sorted(self._parents.items()),
         )
         return _snapshots.encode(snap)
 
@@ -266,4 +299,5 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
         )
         self._replicas = dict(snap.replicas)
         self.next_group_id = snap.next_group_id
+        self._parents = dict(snap.parents)
         self.applied_index = snap.applied_index

@@ -35,8 +35,17 @@ can span a shard boundary).
 Counters per bucket (live objects, versions including markers, bytes over all versions)
 are kept up to date on every change; a bucket is empty for deletion when its version count
 is 0 in every shard. `live_chunk_ids` gives every chunk referenced by any version, the mark
-phase of garbage collection. After the directory splits this shard, `split_snapshot`
-seeds the new group with the upper half and `ShrinkRange` drops it here.
+phase of garbage collection.
+
+Splits (docs/design/meta.md, "Splitting a shard"). Once the root directory has given the
+upper part `[at, end)` of this shard's range to a new group, `ShrinkRange(at, seed_group)`
+cuts it off here in one command: it takes `split_snapshot` of that part as the *seed* of
+the new group, keeps the seed in this machine's state (and so in its snapshots), and from
+the next command on refuses those keys with `KeyOutOfRange`. Every replica cuts at the
+same log index, so every replica holds the same seed, and the seed holds every write this
+shard accepted for the part: nothing committed here is left behind, nothing committed
+later can land here. Each node starts its replica of the new group from its own copy of
+the seed; once all have, `DropSeed` frees it.
 
 Fencing (issue 8). A write may carry the fencing token of a lock that guards it
 (`Fence(name, token)`, from the native API's `X-Cairn-Fence`). The shard remembers the
@@ -224,12 +233,22 @@ class DeleteObject(msgspec.Struct, tag="delete", frozen=True):
 
 
 class ShrinkRange(msgspec.Struct, tag="shrink", frozen=True):
-    """Give up `[end, old end)` after a split (the new shard holds it)."""
+    """Give up `[end, old end)` after a split; with `seed_group`, keep what is given up as
+    the seed of that group (see the module docstring). Applying it again is a no-op."""
 
     end: bytes
+    seed_group: int = 0
 
 
-IndexCommand = PutObject | DeleteObject | ShrinkRange | UploadCommand | AbortBucketUploads
+class DropSeed(msgspec.Struct, tag="dropseed", frozen=True):
+    """Forget the seed of `group` (every replica of that group has started from it)."""
+
+    group: int
+
+
+IndexCommand = (
+    PutObject | DeleteObject | ShrinkRange | DropSeed | UploadCommand | AbortBucketUploads
+)
 
 
 class PutResult(msgspec.Struct, frozen=True):
@@ -264,6 +283,8 @@ class _SnapshotV1(msgspec.Struct, frozen=True):
     completed_uploads: list[CompletedEntry] = []
     fences: list[Fence] = []
     """The highest token accepted per lock name (absent in snapshots before stop 12)."""
+    seeds: list[tuple[int, bytes]] = []
+    """Seeds of groups split off and not yet started everywhere (absent before stop 15)."""
 
 
 _commands: VersionedCodec[IndexCommand] = VersionedCodec(IndexCommand, COMMAND_FORMAT_V1)
@@ -339,6 +360,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         self._counts: dict[str, _Counts] = {}
         self.uploads = UploadTable()
         self._fences: dict[str, int] = {}
+        self._seeds: dict[int, bytes] = {}
 
     # Queries ------------------------------------------------------------------------------
 
@@ -373,6 +395,36 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             sum(c.versions for c in self._counts.values()),
             sum(c.bytes for c in self._counts.values()),
         )
+
+    def check_bounds(self, start: bytes, end: bytes | None) -> None:
+        """Raise `KeyOutOfRange` unless this shard covers exactly `[start, end)`: a reader
+        that visits shards by a copy of the directory from before or after a split (or
+        a replica that has not applied it yet) finds out here, and refreshes."""
+        if (start, end) != (self.start, self.end):
+            raise KeyOutOfRange(
+                f"shard {self.shard_id} covers [{self.start!r}, {self.end!r}),"
+                f" not [{start!r}, {end!r})"
+            )
+
+    @property
+    def key_count(self) -> int:
+        """Keys with at least one version (what a size-based split counts)."""
+        return len(self._versions)
+
+    def seed(self, group: int) -> bytes | None:
+        """The seed of a group split off this shard, while it is kept (see `DropSeed`)."""
+        return self._seeds.get(group)
+
+    def seed_groups(self) -> list[int]:
+        return sorted(self._seeds)
+
+    def split_point(self) -> bytes | None:
+        """The middle key, where a split leaves half the keys on each side; None with
+        fewer than two keys (a key's versions never straddle shards)."""
+        if len(self._versions) < 2:
+            return None
+        keys = sorted(self._versions)
+        return keys[len(keys) // 2]
 
     def live_chunk_ids(self) -> frozenset[bytes]:
         """Every chunk id that some version (current or not) references."""
@@ -504,6 +556,8 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             return self._delete(command)
         if isinstance(command, ShrinkRange):
             return self._shrink(command)
+        if isinstance(command, DropSeed):
+            return self._seeds.pop(command.group, None) is not None
         if isinstance(command, AbortBucketUploads):
             return AbortBucketUploadsResult(self.uploads.abort_bucket(command.bucket))
         return self._upload_command(command)
@@ -625,8 +679,14 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         return DeleteResult(True, version_id, True)
 
     def _shrink(self, command: ShrinkRange) -> ShrinkResult:
+        if command.end == self.end:
+            return ShrinkResult(0)  # a retry of the shrink that got here first
         if not (self.owns(command.end) and command.end > self.start):
             raise KeyOutOfRange(f"new end {command.end!r} is not inside this shard")
+        if command.seed_group:
+            if command.seed_group == self.shard_id:
+                raise ObjectIndexError("a shard cannot seed itself")
+            self._seeds[command.seed_group] = self.split_snapshot(command.end, command.seed_group)
         dropped = [k for k in self._versions if k >= command.end]
         for encoded in dropped:
             bucket = encoded[: encoded.index(b"\x00")].decode()
@@ -668,6 +728,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             self.uploads.entries(),
             self.uploads.completed_entries(),
             self._fence_list(),
+            sorted(self._seeds.items()),
         )
         return _snapshots.encode(snap)
 
@@ -679,6 +740,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             self._replace(bucket, entry.encoded_key, entry.versions)
         self.uploads.restore(snap.uploads, snap.completed_uploads)
         self._fences = {fence.name: fence.token for fence in snap.fences}
+        self._seeds = dict(snap.seeds)
         self.applied_index = snap.applied_index
 
 

@@ -12,7 +12,11 @@ bucket is, once "already owned by you" on a retry is read as success.
 
 Object commands are routed through the shard directory held by the root group, cached
 here; a `WrongShard` answer (the directory moved on) refreshes the cache and retries.
-Listings that span shards continue into the next shard when a page is not full.
+Listings that span shards continue into the next shard when a page is not full. A read
+that visits several shards (listings, bucket counts, GC's live set) names the range it
+expects each shard to cover; a shard covering another one (a split happened, or has not
+been applied there yet) answers `WrongShard`, and the whole read starts over on a fresh
+directory, so no key is counted twice or missed.
 
 Machine errors arrive as `RemoteError` with the S3-style code of the machine's error
 (`NoSuchBucket`, `NoSuchKey`, `BucketNotEmpty`, ...); callers branch on `code`.
@@ -21,7 +25,7 @@ Machine errors arrive as `RemoteError` with the S3-style code of the machine's e
 import asyncio
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -50,6 +54,8 @@ from cairn.meta.index import (
     PutResult,
     encode_command,
     encode_key,
+    encode_token,
+    successor_of_prefix,
 )
 from cairn.meta.manifest import Manifest
 from cairn.meta.root import RootCommand, encode_root_command
@@ -74,6 +80,7 @@ from cairn.node.meta_messages import (
     ObjectHeadReply,
     ObjectList,
     ObjectListReply,
+    ShardBounds,
     ShardLiveChunks,
     ShardLiveChunksReply,
     ShardStatsQuery,
@@ -179,6 +186,10 @@ class MetaClient:
         if not reply.result:  # the machine returned None
             return msgspec.convert(None, result_type)
         return msgspec.msgpack.decode(reply.result, type=result_type)
+
+    async def propose_shard(self, group: int, command: IndexCommand, result_type: type[T]) -> T:
+        """An idempotent command for the index shard `group` itself (not routed by key)."""
+        return await self._propose(group, encode_command(command), result_type)
 
     async def propose_root(self, command: RootCommand, result_type: type[T]) -> T:
         return await self._propose(ROOT_GROUP_ID, encode_root_command(command), result_type)
@@ -294,6 +305,23 @@ class MetaClient:
             self._directory = reply
         return self._directory
 
+    async def over_shards(
+        self, read: Callable[[DirectoryReply], Awaitable[T]], *, fresh: bool = False
+    ) -> T:
+        """Run `read`, which visits shards by the directory it is given, until no shard
+        answers `WrongShard`: then refresh the directory and run it again (see the module
+        doc), within the call deadline. `fresh`: refresh before the first run too."""
+        deadline = time.monotonic() + self.timeout
+        directory = await self.directory(refresh=fresh)
+        while True:
+            try:
+                return await read(directory)
+            except RemoteError as exc:
+                if exc.code != "WrongShard" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)  # a split is being carried out
+            directory = await self.directory(refresh=True)
+
     async def bootstrap_directory(self, replicas: tuple[str, ...]) -> ShardInfo:
         return await self.propose_root(Bootstrap(replicas), ShardInfo)
 
@@ -372,64 +400,82 @@ class MetaClient:
         """One ListObjectsV2 page, continuing across shard boundaries when a shard's page
         is not full (a common prefix repeated at a boundary is reported once)."""
         level = consistency or self.consistency
-        directory = await self.directory()
         low = bucket.encode() + b"\x00" + prefix.encode()
-        entries: list[ListEntry] = []
-        prefixes: list[str] = []
-        token = continuation_token
-        after = start_after
-        for shard in shards_from(directory.shards, low):
-            if shard.start > bucket.encode() + b"\x01":
-                break  # past every key of the bucket
-            request = ObjectList(
-                shard.group_id,
-                bucket,
-                prefix,
-                delimiter,
-                after,
-                token,
-                max_keys - len(entries) - len(prefixes),
-                level,
-            )
-            reply, _ = await self.call(
-                shard.group_id, request, ObjectListReply, leader=level != "stale"
-            )
-            page = reply.page
-            entries += page.entries
-            prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
-            if page.is_truncated:
-                return ListPage(entries, prefixes, True, page.next_continuation_token)
-        return ListPage(entries, prefixes, False, None)
+
+        async def read(directory: DirectoryReply) -> ListPage:
+            entries: list[ListEntry] = []
+            prefixes: list[str] = []
+            for shard in shards_from(directory.shards, low):
+                if shard.start > bucket.encode() + b"\x01":
+                    break  # past every key of the bucket
+                request = ObjectList(
+                    shard.group_id,
+                    bucket,
+                    prefix,
+                    delimiter,
+                    start_after,
+                    continuation_token,
+                    max_keys - len(entries) - len(prefixes),
+                    level,
+                    ShardBounds.of(shard),
+                )
+                reply, _ = await self.call(
+                    shard.group_id, request, ObjectListReply, leader=level != "stale"
+                )
+                page = reply.page
+                full = bool(entries or prefixes) and not (page.entries or page.common_prefixes)
+                if page.is_truncated and full:
+                    # The page filled up at the end of the previous shard and this one holds
+                    # more: the next page starts here (past a common prefix that spans the
+                    # boundary, which was returned already).
+                    resume = shard.start[len(bucket) + 1 :]
+                    if prefixes:
+                        after = successor_of_prefix(prefixes[-1].encode())
+                        resume = max(resume, after) if after is not None else resume
+                    return ListPage(entries, prefixes, True, encode_token(resume))
+                entries += page.entries
+                prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+                if page.is_truncated:
+                    return ListPage(entries, prefixes, True, page.next_continuation_token)
+            return ListPage(entries, prefixes, False, None)
+
+        return await self.over_shards(read)
 
     async def bucket_stats(
         self, bucket: str | None, consistency: Consistency | None = None
     ) -> BucketStats:
         """Objects, versions and bytes of `bucket` (None: everything), over all shards."""
         level = consistency or self.consistency
-        directory = await self.directory()
-        objects = versions = size = 0
-        for shard in directory.shards:
-            reply, _ = await self.call(
-                shard.group_id, ShardStatsQuery(shard.group_id, bucket, level), ShardStatsReply
-            )
-            objects += reply.stats.objects
-            versions += reply.stats.versions
-            size += reply.stats.bytes
-        return BucketStats(objects, versions, size)
+
+        async def read(directory: DirectoryReply) -> BucketStats:
+            objects = versions = size = 0
+            for shard in directory.shards:
+                query = ShardStatsQuery(shard.group_id, bucket, level, ShardBounds.of(shard))
+                reply, _ = await self.call(shard.group_id, query, ShardStatsReply)
+                objects += reply.stats.objects
+                versions += reply.stats.versions
+                size += reply.stats.bytes
+            return BucketStats(objects, versions, size)
+
+        return await self.over_shards(read)
 
     async def live_chunk_ids(self) -> set[bytes]:
         """Every chunk id any shard references (linearizable; GC's mark phase)."""
-        directory = await self.directory(refresh=True)
-        live: set[bytes] = set()
-        for shard in directory.shards:
-            reply, payload = await self.call(
-                shard.group_id, ShardLiveChunks(shard.group_id), ShardLiveChunksReply
-            )
-            data = bytes(payload)
-            if len(data) != reply.count * CHUNK_ID_BYTES:
-                raise RemoteError("bad_reply", "live chunk list has the wrong length")
-            live.update(data[i : i + CHUNK_ID_BYTES] for i in range(0, len(data), CHUNK_ID_BYTES))
-        return live
+
+        async def read(directory: DirectoryReply) -> set[bytes]:
+            live: set[bytes] = set()
+            for shard in directory.shards:
+                query = ShardLiveChunks(shard.group_id, ShardBounds.of(shard))
+                reply, payload = await self.call(shard.group_id, query, ShardLiveChunksReply)
+                data = bytes(payload)
+                if len(data) != reply.count * CHUNK_ID_BYTES:
+                    raise RemoteError("bad_reply", "live chunk list has the wrong length")
+                live.update(
+                    data[i : i + CHUNK_ID_BYTES] for i in range(0, len(data), CHUNK_ID_BYTES)
+                )
+            return live
+
+        return await self.over_shards(read, fresh=True)
 
 
 def _shard_of(shards: list[ShardInfo], encoded_key: bytes) -> ShardInfo:

@@ -14,10 +14,29 @@ import msgspec
 from cairn.meta.buckets import Bucket
 from cairn.meta.clustermap import ClusterConfig, Member
 from cairn.meta.directory import ShardInfo
-from cairn.meta.index import BucketStats, ListPage, ObjectVersion
+from cairn.meta.index import BucketStats, IndexShard, ListPage, ObjectVersion
 from cairn.meta.users import AccessKey, User
 
 Consistency = Literal["linearizable", "lease", "stale"]
+
+
+class ShardBounds(msgspec.Struct, frozen=True, array_like=True):
+    """The range a reader expects a shard to cover (from its copy of the directory); a
+    shard covering another range answers `WrongShard` (`IndexShard.check_bounds`)."""
+
+    start: bytes
+    end: bytes | None
+
+    @classmethod
+    def of(cls, shard: ShardInfo) -> "ShardBounds":
+        return cls(shard.start, shard.end)
+
+
+def checked(shard: IndexShard, expect: ShardBounds | None) -> IndexShard:
+    """`shard`, once it is known to cover `expect` (raises `KeyOutOfRange` otherwise)."""
+    if expect is not None:
+        shard.check_bounds(expect.start, expect.end)
+    return shard
 
 
 class MetaPropose(msgspec.Struct, frozen=True, tag=True):
@@ -113,6 +132,7 @@ class ObjectList(msgspec.Struct, frozen=True, tag=True):
     continuation_token: str | None = None
     max_keys: int = 1000
     consistency: Consistency = "lease"
+    expect: ShardBounds | None = None
 
 
 class ObjectListReply(msgspec.Struct, frozen=True, tag=True):
@@ -123,10 +143,42 @@ class ShardStatsQuery(msgspec.Struct, frozen=True, tag=True):
     group: int
     bucket: str | None = None
     consistency: Consistency = "lease"
+    expect: ShardBounds | None = None
 
 
 class ShardStatsReply(msgspec.Struct, frozen=True, tag=True):
     stats: BucketStats
+    key_count: int = 0
+    """Keys with any version (what a size-based split counts)."""
+    applied_index: int = 0
+    """The replica's applied log index (its rate of change is the shard's write load)."""
+    seeds: list[int] = []
+    """Groups split off this shard whose seed it still keeps."""
+    leader_address: str = ""
+    """The RPC address of the group's leader as this replica knows it."""
+
+
+class ShardSplitPoint(msgspec.Struct, frozen=True, tag=True):
+    """Where to split a shard: its middle key (read on the leader at `lease`)."""
+
+    group: int
+
+
+class ShardSplitPointReply(msgspec.Struct, frozen=True, tag=True):
+    at: bytes | None
+    """None when the shard has fewer than two keys."""
+
+
+class ShardLeaderTransfer(msgspec.Struct, frozen=True, tag=True):
+    """Ask the leader of `group` to hand leadership to the replica at `to_address`; sent
+    to that replica while the group has no leader (a new group), it stands for election."""
+
+    group: int
+    to_address: str
+
+
+class ShardLeaderTransferReply(msgspec.Struct, frozen=True, tag=True):
+    pass
 
 
 class ShardLiveChunks(msgspec.Struct, frozen=True, tag=True):
@@ -134,6 +186,7 @@ class ShardLiveChunks(msgspec.Struct, frozen=True, tag=True):
     read at `linearizable`: the mark phase of GC must not miss a committed manifest."""
 
     group: int
+    expect: ShardBounds | None = None
 
 
 class ShardLiveChunksReply(msgspec.Struct, frozen=True, tag=True):

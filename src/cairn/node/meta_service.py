@@ -41,14 +41,19 @@ from cairn.node.meta_messages import (
     ObjectHeadReply,
     ObjectList,
     ObjectListReply,
+    ShardLeaderTransfer,
+    ShardLeaderTransferReply,
     ShardLiveChunks,
     ShardLiveChunksReply,
+    ShardSplitPoint,
+    ShardSplitPointReply,
     ShardStatsQuery,
     ShardStatsReply,
     UserKeyGet,
     UserKeyReply,
     UserListQuery,
     UserListReply,
+    checked,
 )
 from cairn.raft.driver import RaftGroup
 from cairn.raft.host import RaftHost
@@ -76,6 +81,8 @@ class MetaService:
         router.register(ObjectList, self._list)
         router.register(ShardStatsQuery, self._stats)
         router.register(ShardLiveChunks, self._live_chunks)
+        router.register(ShardSplitPoint, self._split_point)
+        router.register(ShardLeaderTransfer, self._transfer_leader)
         router.register(UserKeyGet, self._user_key)
         router.register(UserListQuery, self._users)
 
@@ -214,7 +221,7 @@ class MetaService:
         page = await self._read(
             request.group,
             request.consistency,
-            lambda: shard.list_objects(
+            lambda: checked(shard, request.expect).list_objects(
                 request.bucket,
                 prefix=request.prefix,
                 delimiter=request.delimiter,
@@ -230,7 +237,14 @@ class MetaService:
         bucket = request.bucket
 
         def read() -> ShardStatsReply:
-            return ShardStatsReply(shard.stats(bucket) if bucket is not None else shard.total())
+            checked(shard, request.expect)
+            return ShardStatsReply(
+                shard.stats(bucket) if bucket is not None else shard.total(),
+                shard.key_count,
+                shard.applied_index,
+                shard.seed_groups(),
+                self._host.leader_address(request.group),
+            )
 
         return await self._read(request.group, request.consistency, read)
 
@@ -238,9 +252,35 @@ class MetaService:
         self, request: ShardLiveChunks, _p: memoryview, _c: CallContext
     ) -> Reply:
         shard = self._shard(request.group)
-        await self._barrier(request.group, "linearizable")
-        ids = shard.live_chunk_ids()
+        ids = await self._read(
+            request.group, "linearizable", lambda: checked(shard, request.expect).live_chunk_ids()
+        )
         return ShardLiveChunksReply(len(ids), shard.applied_index), b"".join(sorted(ids))
+
+    async def _split_point(
+        self, request: ShardSplitPoint, _p: memoryview, _c: CallContext
+    ) -> Reply:
+        shard = self._shard(request.group)
+        at = await self._read(request.group, "lease", shard.split_point)
+        return ShardSplitPointReply(at)
+
+    async def _transfer_leader(
+        self, request: ShardLeaderTransfer, _p: memoryview, _c: CallContext
+    ) -> Reply:
+        group = self._group(request.group)
+        target = next((i for i, a in self._host.members.items() if a == request.to_address), 0)
+        if not target:
+            raise RemoteError("InvalidArgument", f"{request.to_address} is not a metadata voter")
+        if target == self._host.node_id and not group.leader_id:
+            group.campaign()
+            return ShardLeaderTransferReply()
+        try:
+            group.transfer_leadership(target)
+        except NotLeader:
+            raise RemoteError("not_leader", self._host.leader_address(request.group)) from None
+        except ProposalDropped as exc:
+            raise RemoteError("InvalidArgument", str(exc)) from None
+        return ShardLeaderTransferReply()
 
     # -- users and access keys (meta.users) ---------------------------------------------
     async def _user_key(self, request: UserKeyGet, _p: memoryview, _c: CallContext) -> Reply:

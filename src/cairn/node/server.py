@@ -41,6 +41,7 @@ from cairn.node.placement_view import PlacementView
 from cairn.node.repair import RepairWorker
 from cairn.node.root_duties import RootDuties
 from cairn.node.shard_hosting import ShardHosting
+from cairn.node.shard_splitter import ShardSplitter, SplitPolicy
 from cairn.node.upload_service import UploadService
 from cairn.node.view_cache import ViewCache
 from cairn.raft.driver import GroupSettings
@@ -135,9 +136,16 @@ class NodeServer:
                 config.gc_interval_s,
             )
         self.shard_hosting: ShardHosting | None = None
-        if self.raft is not None and self.membership is not None:
+        self.splitter: ShardSplitter | None = None
+        if self.raft is not None and self.membership is not None and self.meta is not None:
             membership = self.membership
             self.shard_hosting = ShardHosting(self.raft, lambda: membership.member_id)
+            policy = SplitPolicy(
+                config.index_split_keys,
+                config.index_split_ops_per_s,
+                config.index_balance_leaders,
+            )
+            self.splitter = ShardSplitter(self.raft, self.meta, self.pool, policy)
         self.store: AsyncChunkStore | None = None
         self.chunk_service: ChunkService | None = None
         self.handoff: HandoffLoop | None = None
@@ -229,6 +237,8 @@ class NodeServer:
             self.root_duties.start()
         if self.shard_hosting is not None:
             self.shard_hosting.start()
+        if self.splitter is not None:
+            self.splitter.start(self.config.heartbeat_interval_s)
         if self.lock_service is not None:
             self.lock_service.start()
         if self.uploads is not None:
@@ -262,6 +272,7 @@ class NodeServer:
         workers = (
             self.repair,
             self.handoff,
+            self.splitter,
             self.shard_hosting,
             self.root_duties,
             self.membership,

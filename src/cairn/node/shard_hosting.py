@@ -8,6 +8,17 @@ that names this node and is not hosted yet, with the group's replicas as voters 
 `IndexShard` for the group's range. A new cluster gets its first shard this way, from
 the directory's `Bootstrap`, like any later one.
 
+A group made by a split that is still pending (`ShardInfo.parent`) does not start empty:
+its state is the *seed* its parent cut off (`IndexShard.seed`, see `meta.index`), and
+each node starts it from the seed in its own replica of the parent, once that replica has
+applied the cut. Every replica's seed is the same, so the new group's replicas start
+from the same state, as a Raft group must; the bootstrap snapshot made of it is on disk
+before the group is started, so a restart finds it. The split stays pending until every
+replica has started the group (`node.shard_splitter`), so a node never has to start a
+split-off group whose seed is gone; one that would (its disk was replaced) is refused and
+logged, never started empty. The first shard starts empty, covering every key, on every
+node, however late one joins: its log holds writes to the whole range and then the cuts.
+
 On restart, the groups already on disk are reopened before anything else (`reopen`), so
 a node serves its shards without waiting for the root group to replay its log.
 
@@ -93,13 +104,50 @@ class ShardHosting:
                 voters = self._voters(machine, shard)
                 if voters is None:
                     continue
-                group = self.host.add_group(
-                    shard.group_id, voters, IndexShard(shard.group_id, shard.start, shard.end)
-                )
+                state = self._initial_state(shard)
+                if state is None:
+                    continue  # the parent here has not cut the range off yet
+                group = self.host.add_group(shard.group_id, voters, state)
                 group.start()
                 started.append(shard.group_id)
-                log_event(log, "shard.hosted", group=shard.group_id, voters=len(voters))
+                log_event(
+                    log,
+                    "shard.hosted",
+                    group=shard.group_id,
+                    voters=len(voters),
+                    parent=shard.parent,
+                    keys=state.key_count,
+                )
         return started
+
+    def _initial_state(self, shard: ShardInfo) -> IndexShard | None:
+        """The state a replica of `shard` starts from, the same on every node: for the
+        first shard an empty one covering every key (the range it was created with, not
+        the one it has now: the log it replays holds writes to the whole range, then the
+        cuts), for a split-off group the seed its parent keeps here. None while that seed
+        is not here yet, or when it is gone (see the module docstring)."""
+        if shard.group_id == FIRST_SHARD_GROUP_ID and not shard.parent:
+            return IndexShard(shard.group_id)
+        if not shard.parent:
+            self._refuse(shard.group_id, "a group split off earlier that was never started here")
+            return None
+        parent = self.host.groups.get(shard.parent)
+        seed = None
+        if parent is not None and isinstance(parent.machine, IndexShard):
+            seed = parent.machine.seed(shard.group_id)
+        if seed is None:
+            return None
+        state = IndexShard(shard.group_id)
+        state.restore(seed)
+        if (state.start, state.end) != (shard.start, shard.end):
+            self._refuse(shard.group_id, "the seed covers another range than the directory says")
+            return None
+        return state
+
+    def _refuse(self, group_id: int, reason: str) -> None:
+        if group_id not in self._refused:
+            self._refused.add(group_id)
+            log_event(log, "shard.not_hosted", logging.ERROR, group=group_id, reason=reason)
 
     def _voters(self, machine: RootMachine, shard: ShardInfo) -> set[int] | None:
         addresses = {m.id: m.address for m in machine.cluster.members()}

@@ -36,7 +36,7 @@ from cairn.meta.uploads import (
 )
 from cairn.meta.write_condition import Fence, WriteCondition
 from cairn.node.meta_client import MetaClient, shards_from
-from cairn.node.meta_messages import Consistency
+from cairn.node.meta_messages import Consistency, DirectoryReply, ShardBounds
 from cairn.node.upload_messages import (
     UploadListQuery,
     UploadListReply,
@@ -154,33 +154,50 @@ class UploadClient:
     ) -> UploadsPage:
         """One ListMultipartUploads page, continuing across shard boundaries."""
         level = consistency or self.meta.consistency
-        directory = await self.meta.directory()
         low = bucket.encode() + b"\x00" + prefix.encode()
         if key_marker:
             low = max(low, encode_key(bucket, key_marker))
-        uploads: list[UploadInfo] = []
-        prefixes: list[str] = []
-        for shard in shards_from(directory.shards, low):
-            if shard.start > bucket.encode() + b"\x01":
-                break  # past every key of the bucket
-            request = UploadListQuery(
-                shard.group_id,
-                bucket,
-                prefix,
-                delimiter,
-                key_marker,
-                upload_id_marker,
-                max_uploads - len(uploads) - len(prefixes),
-                level,
-            )
-            reply, _ = await self.meta.call(
-                shard.group_id, request, UploadListReply, leader=level != "stale"
-            )
-            page = reply.page
-            uploads += page.uploads
-            prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
-            if page.is_truncated:
-                return UploadsPage(
-                    uploads, prefixes, True, page.next_key_marker, page.next_upload_id_marker
+
+        async def read(directory: DirectoryReply) -> UploadsPage:
+            uploads: list[UploadInfo] = []
+            prefixes: list[str] = []
+            for shard in shards_from(directory.shards, low):
+                if shard.start > bucket.encode() + b"\x01":
+                    break  # past every key of the bucket
+                request = UploadListQuery(
+                    shard.group_id,
+                    bucket,
+                    prefix,
+                    delimiter,
+                    key_marker,
+                    upload_id_marker,
+                    max_uploads - len(uploads) - len(prefixes),
+                    level,
+                    ShardBounds.of(shard),
                 )
-        return UploadsPage(uploads, prefixes, False, "", "")
+                reply, _ = await self.meta.call(
+                    shard.group_id, request, UploadListReply, leader=level != "stale"
+                )
+                page = reply.page
+                full = bool(uploads or prefixes) and not (page.uploads or page.common_prefixes)
+                if page.is_truncated and full:
+                    # Full at the end of the previous shard, and this one holds more: resume
+                    # after the last item returned (shards hold disjoint, ordered keys).
+                    key, upload_id = _last_marker(uploads, prefixes)
+                    return UploadsPage(uploads, prefixes, True, key, upload_id)
+                uploads += page.uploads
+                prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+                if page.is_truncated:
+                    return UploadsPage(
+                        uploads, prefixes, True, page.next_key_marker, page.next_upload_id_marker
+                    )
+            return UploadsPage(uploads, prefixes, False, "", "")
+
+        return await self.meta.over_shards(read)
+
+
+def _last_marker(uploads: list[UploadInfo], prefixes: list[str]) -> tuple[str, str]:
+    """(key marker, upload id marker) that resume after the last item of a page."""
+    last_upload = (uploads[-1].key, uploads[-1].upload_id) if uploads else ("", "")
+    last_prefix = (prefixes[-1], "") if prefixes else ("", "")
+    return max(last_upload, last_prefix)

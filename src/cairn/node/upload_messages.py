@@ -8,7 +8,7 @@ Like the other metadata reads they name their shard group and a consistency leve
 import msgspec
 
 from cairn.meta.uploads import PartsPage, UploadsPage
-from cairn.node.meta_messages import Consistency
+from cairn.node.meta_messages import Consistency, ShardBounds
 
 
 class UploadPartsQuery(msgspec.Struct, frozen=True, tag=True):
@@ -38,6 +38,7 @@ class UploadListQuery(msgspec.Struct, frozen=True, tag=True):
     upload_id_marker: str = ""
     max_uploads: int = 1000
     consistency: Consistency = "lease"
+    expect: ShardBounds | None = None
 
 
 class UploadListReply(msgspec.Struct, frozen=True, tag=True):

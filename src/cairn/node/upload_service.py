@@ -26,7 +26,7 @@ from cairn.meta.index import IndexShard, encode_command
 from cairn.meta.machine import MetaError
 from cairn.meta.uploads import AbortUpload, UploadInfo
 from cairn.monitor.logs import log_event
-from cairn.node.meta_messages import Consistency
+from cairn.node.meta_messages import Consistency, checked
 from cairn.node.upload_messages import (
     UploadListQuery,
     UploadListReply,
@@ -116,7 +116,7 @@ class UploadService:
         page = await self._read(
             request.group,
             request.consistency,
-            lambda: shard.list_uploads(
+            lambda: checked(shard, request.expect).list_uploads(
                 request.bucket,
                 request.prefix,
                 request.delimiter,

@@ -315,6 +315,17 @@ class RaftNode:
             self.counters["proposal_dropped"] += 1
             raise ProposalDropped("too many uncommitted entries")
 
+    def campaign(self) -> None:
+        """Stand for election now, as the target of a leadership transfer does: voters
+        grant it even while they wait out their first election timeout (a node that just
+        started ignores ordinary votes for that long). For a group just created, where no
+        leader can exist yet, so it need not wait a whole timeout for its first one. A
+        no-op on a leader, a non-voter, or when a leader is known."""
+        if self.role == Role.LEADER or self.leader_id or not self._promotable():
+            return
+        self.election_elapsed = 0
+        self._campaign(pre_vote=False, transfer=True)
+
     def transfer_leadership(self, target: int) -> None:
         if self.role != Role.LEADER:
             raise NotLeader(self.leader_id)

@@ -345,6 +345,16 @@ class RaftGroup:
     def leader_id(self) -> int:
         return self.node.leader_id
 
+    def campaign(self) -> None:
+        """Stand for election now (`RaftNode.campaign`)."""
+        self.node.campaign()
+        self._wake.set()
+
+    def transfer_leadership(self, target: int) -> None:
+        """Hand leadership to voter `target` (Raft §3.10); NotLeader on a follower."""
+        self.node.transfer_leadership(target)
+        self._wake.set()
+
     async def propose_command(self, data: bytes) -> object:
         """Replicate the encoded command `data`; return what the state machine's `apply`
         returned for it once applied here. Raises NotLeader, ProposalTooLarge or

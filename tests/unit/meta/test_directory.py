@@ -21,6 +21,7 @@ from cairn.meta.directory import (
     SetReplicas,
     ShardDirectory,
     ShardInfo,
+    SplitDone,
     SplitShard,
     UnknownShard,
     encode_command,
@@ -49,14 +50,25 @@ def test_bootstrap_split_lookup_merge() -> None:
     assert first == ShardInfo(FIRST_SHARD_GROUP_ID, b"", None, ("n1", "n2", "n3"), 1)
     assert isinstance(t.run(Bootstrap(("n1",))), DirectoryError)
     at = encode_object_key("photos", "m")
-    upper = t.run(SplitShard(at, ("n4", "n5", "n6")))
-    assert upper == ShardInfo(2, at, None, ("n4", "n5", "n6"), 2)
+    assert isinstance(t.run(SplitShard(at, ("n4", "n5", "n6"))), InvalidSplit), "own replicas"
+    upper = t.run(SplitShard(at, ("n1", "n2", "n3")))
+    assert upper == ShardInfo(2, at, None, ("n1", "n2", "n3"), 2, parent=1)
+    assert t.d.pending_splits() == [upper]
+    assert isinstance(t.run(SplitShard(b"zz")), InvalidSplit), "one split pending at a time"
+    assert isinstance(t.run(MergeShards(1)), InvalidSplit), "no merge while one is pending"
+    done = t.run(SplitDone(2))
+    assert done == ShardInfo(2, at, None, ("n1", "n2", "n3"), 2)
+    assert t.run(SplitDone(2)) == done and t.d.pending_splits() == [], "a retry is a no-op"
+    moved = t.run(SetReplicas(2, ("n4", "n5", "n6")))
+    assert moved == ShardInfo(2, at, None, ("n4", "n5", "n6"), 3)
     assert t.d.lookup_object("photos", "a").group_id == 1
     assert t.d.lookup_object("photos", "m").group_id == 2
     assert t.d.lookup_object("zebra", "a").group_id == 2
     assert t.d.lookup_object("abc", "zzz").group_id == 1
     third = t.run(SplitShard(encode_object_key("photos", "f")))
     assert isinstance(third, ShardInfo) and third.replicas == ("n1", "n2", "n3"), "inherited"
+    assert third.parent == 1
+    t.run(SplitDone(3))
     assert [s.group_id for s in t.d.shards()] == [1, 3, 2]
     assert t.d.groups_of_node("n1") == [1, 3] and t.d.groups_of_node("n5") == [2]
     assert isinstance(t.run(SplitShard(at)), InvalidSplit), "already a boundary"
@@ -68,7 +80,7 @@ def test_bootstrap_split_lookup_merge() -> None:
     assert isinstance(t.run(MergeShards(3)), UnknownShard)
     moved = t.run(SetReplicas(2, ("n1", "n7")))
     assert isinstance(moved, ShardInfo) and moved.replicas == ("n1", "n7")
-    assert t.d.epoch == moved.epoch == 5
+    assert t.d.epoch == moved.epoch == 6
     with pytest.raises(DirectoryError):
         t.d.lookup_object("a\x00b", "k")
 
@@ -94,10 +106,12 @@ def test_unknown_format_and_snapshot_round_trip() -> None:
     assert empty.shards() == [] and empty.applied_index == 1
     t.run(Bootstrap(("n1", "n2")))
     t.run(SplitShard(b"k"))
-    t.run(SplitShard(b"t", ("n3",)))
+    t.run(SplitDone(2))
+    t.run(SplitShard(b"t"))
     copy = ShardDirectory()
     copy.restore(t.d.snapshot())
     assert copy.shards() == t.d.shards() and copy.next_group_id == t.d.next_group_id
+    assert copy.pending_splits() == t.d.pending_splits() != []
     assert copy.snapshot() == t.d.snapshot()
 
 
@@ -122,6 +136,7 @@ class DirectoryModel(RuleBasedStateMachine):
             assert isinstance(result, InvalidSplit)
             return
         assert isinstance(result, ShardInfo) and result.group_id == self.next_group
+        assert isinstance(self.t.run(SplitDone(result.group_id)), ShardInfo)
         i = bisect_right(self.splits, at)
         self.splits.insert(i, at)
         self.groups.insert(i + 1, self.next_group)

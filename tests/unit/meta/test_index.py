@@ -25,7 +25,9 @@ from cairn.meta.index import (
     BucketStats,
     DeleteObject,
     DeleteResult,
+    DropSeed,
     FenceStale,
+    IndexCommand,
     IndexShard,
     InvalidFence,
     InvalidListArgument,
@@ -34,10 +36,12 @@ from cairn.meta.index import (
     ListPage,
     NoSuchKey,
     NoSuchVersion,
+    ObjectIndexError,
     PreconditionFailed,
     PutObject,
     PutResult,
     ShrinkRange,
+    ShrinkResult,
     encode_command,
     encode_key,
 )
@@ -66,7 +70,7 @@ class Shard:
         self.shard = shard if shard is not None else IndexShard()
         self.index = self.shard.applied_index
 
-    def run(self, command: PutObject | DeleteObject | ShrinkRange) -> object:
+    def run(self, command: IndexCommand) -> object:
         self.index += 1
         return self.shard.apply(self.index, encode_command(command))
 
@@ -294,6 +298,31 @@ def test_counters_chunk_ids_split_and_shrink() -> None:
     assert s.shard.total().objects == 1
     assert isinstance(s.run(PutObject("bkt", "z", inline(b""), OFF)), KeyOutOfRange)
     assert isinstance(s.run(ShrinkRange(b"zzz")), KeyOutOfRange)
+
+
+def test_shrink_with_seed_keeps_what_it_cut_until_dropped() -> None:
+    s = Shard()
+    for key in ("a", "b", "c", "d", "e"):
+        s.put(key, key.encode())
+    s.delete("e")  # unversioned: the key is gone
+    at = s.shard.split_point()
+    assert at == encode_key("bkt", "c"), "the middle of a, b, c, d"
+    assert Shard().shard.split_point() is None
+    assert s.run(ShrinkRange(at, seed_group=4)) == ShrinkResult(2)
+    assert s.shard.end == at and s.shard.seed_groups() == [4] and s.shard.key_count == 2
+    assert s.run(ShrinkRange(at, seed_group=4)) == ShrinkResult(0), "a retry changes nothing"
+    seed = s.shard.seed(4)
+    assert seed is not None
+    child = IndexShard()
+    child.restore(seed)
+    assert (child.shard_id, child.start, child.end, child.key_count) == (4, at, None, 2)
+    assert child.head("bkt", "d").manifest == inline(b"d")
+    copy = IndexShard()
+    copy.restore(s.shard.snapshot())
+    assert copy.seed(4) == seed, "the seed travels in snapshots"
+    assert s.run(DropSeed(4)) is True and s.run(DropSeed(4)) is False
+    assert s.shard.seed(4) is None and s.shard.seed_groups() == []
+    assert isinstance(s.run(ShrinkRange(encode_key("bkt", "b"), seed_group=1)), ObjectIndexError)
 
 
 def test_snapshot_round_trip_and_determinism() -> None:

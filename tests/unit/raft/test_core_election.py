@@ -133,3 +133,17 @@ def test_vote_responses_are_sent_only_after_the_vote_is_in_hard_state() -> None:
         assert any(m.type == MessageType.VOTE_RESP for m in ready.messages)
         assert ready.hard_state is not None and ready.hard_state.vote == 1
         node2.advance(ready)
+
+
+def test_campaign_elects_a_new_group_without_waiting_for_the_timer() -> None:
+    c = LockstepCluster([1, 2, 3])
+    c.nodes[2].campaign()
+    c.process(2)
+    c.deliver()
+    assert c.nodes[2].role == Role.LEADER and c.nodes[2].term == 2
+    assert all(n.election_elapsed < n.randomized_election_timeout for n in c.nodes.values())
+    c.nodes[3].campaign()  # a leader is known: nothing happens
+    c.process(3)
+    assert c.nodes[3].role == Role.FOLLOWER and c.queue == []
+    c.nodes[2].campaign()
+    assert c.nodes[2].role == Role.LEADER and c.nodes[2].term == 2
