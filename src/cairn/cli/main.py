@@ -11,6 +11,7 @@ from cairn.cli.lock_cmd import lock, locks
 from cairn.cli.node_cmd import node
 from cairn.cli.object_cmds import OBJECT_COMMANDS
 from cairn.cli.server_cmd import server
+from cairn.cli.shard_cmd import shard
 from cairn.cli.sim_cmd import sim
 from cairn.cli.status_cmd import ping, status
 from cairn.cli.up_cmd import up
@@ -28,6 +29,7 @@ cli.add_command(server)
 cli.add_command(up)
 cli.add_command(status)
 cli.add_command(node)
+cli.add_command(shard)
 cli.add_command(ping)
 cli.add_command(cert)
 cli.add_command(bench)
