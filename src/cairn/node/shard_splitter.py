@@ -132,8 +132,10 @@ class ShardSplitter:
                 continue
             try:
                 await self.run_once()
-            except CairnError as exc:
+            except CairnError as exc:  # unreachable shards, elections: the next round
                 log_event(log, "split.round_failed", logging.INFO, error=repr(exc))
+            except Exception:  # a bug here must not stop splitting for good
+                log.exception("split.round_crashed")
 
     def _root(self) -> RootMachine:
         machine = self.host.groups[ROOT_GROUP_ID].machine

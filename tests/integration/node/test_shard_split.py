@@ -135,3 +135,37 @@ def test_shards_split_by_size_under_writes_and_listings_miss_nothing(tmp_path: P
     settings = {"heartbeat_interval_s": "0.2", "index_split_keys": str(KEYS_MAX)}
     with LocalCluster(tmp_path, 3, secret=SECRET, raft=True, settings=settings) as cluster:
         asyncio.run(split_under_writes(cluster))
+
+
+async def split_by_load(cluster: LocalCluster) -> None:
+    pool = RpcPool("test", derive_auth_key(SECRET))
+    meta = MetaClient(pool, [n.rpc_address for n in cluster.voters])
+    sdk = CairnClient([f"http://{n.host}:{n.s3_port}" for n in cluster.nodes.values()], SECRET)
+    try:
+        await sdk.make_bucket("hot")
+        keys = [f"k{i:04d}" for i in range(400)]
+        written = 0
+        for key in keys:  # a steady write load on one shard, far above the threshold
+            await sdk.put("hot", key, key.encode())
+            written += 1
+            if len((await meta.directory()).shards) >= 3 and written >= 100:
+                break
+        shards = (await meta.directory(refresh=True)).shards
+        assert len(shards) >= 3, f"{written} writes split nothing"
+        assert max(r.key_count for r in await shard_stats(meta, shards)) < written
+        assert await listed(meta, "hot", 13) == keys[:written]
+        for key in keys[:written]:
+            assert await sdk.get("hot", key) == key.encode()
+    finally:
+        await sdk.close()
+        await pool.close()
+
+
+def test_a_busy_shard_splits_by_load(tmp_path: Path) -> None:
+    settings = {
+        "heartbeat_interval_s": "0.2",
+        "index_split_keys": "0",
+        "index_split_ops_per_s": "10",
+    }
+    with LocalCluster(tmp_path, 3, secret=SECRET, raft=True, settings=settings) as cluster:
+        asyncio.run(split_by_load(cluster))
