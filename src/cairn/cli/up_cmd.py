@@ -15,6 +15,8 @@ from types import FrameType
 
 import click
 
+from cairn.base.errors import ConfigError
+from cairn.config import load_config, parse_assignment, set_path
 from cairn.config.model import DEV_SECRET
 from cairn.localcluster import LocalCluster
 from cairn.localcluster.harness import ClusterError
@@ -51,10 +53,18 @@ class _Interrupted(Exception):
     show_default=True,
     help="Make every node a voter of the metadata groups (cluster map, buckets, index).",
 )
-def up(nodes: int, data_dir: str, secret: str, raft: bool) -> None:
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="A config field for every node (repeatable), e.g. --set index_split_keys=50000.",
+)
+def up(nodes: int, data_dir: str, secret: str, raft: bool, assignments: tuple[str, ...]) -> None:
     """Start NODES node processes on 127.0.0.1 and keep them running until Ctrl-C."""
     base = Path(data_dir).resolve()
-    cluster = LocalCluster(base, nodes, secret=secret, raft=raft)
+    settings = _settings(assignments)
+    cluster = LocalCluster(base, nodes, secret=secret, raft=raft, settings=settings)
     stop = threading.Event()
 
     def abort_start(_signum: int, _frame: FrameType | None) -> None:
@@ -93,6 +103,25 @@ def up(nodes: int, data_dir: str, secret: str, raft: bool) -> None:
         click.echo("stopping ...", err=True)
         cluster.stop()
         click.echo("stopped", err=True)
+
+
+def _settings(assignments: tuple[str, ...]) -> dict[str, str]:
+    """`--set` flags as LocalCluster settings, checked here (field names and values) so a
+    typo fails at once instead of in every node's log."""
+    settings: dict[str, str] = {}
+    overrides: dict[str, object] = {}
+    for text in assignments:
+        try:
+            path, value = parse_assignment(text)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--set") from None
+        set_path(overrides, path, value)
+        settings[".".join(path)] = text.partition("=")[2]
+    try:
+        load_config(environ={}, overrides=overrides)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
+    return settings
 
 
 def _summary(described: dict[str, object], base: Path) -> str:

@@ -18,14 +18,24 @@ pytestmark = pytest.mark.xdist_group("processes")
 SECRET = "up-command-test-secret"
 
 
-def start_up(data: Path, nodes: int) -> tuple["subprocess.Popen[str]", dict[str, Any]]:
+def start_up(data: Path, nodes: int, *extra: str) -> tuple["subprocess.Popen[str]", dict[str, Any]]:
     """Run `cairn up`; return it and the JSON it printed once the cluster is up. Its
     stderr goes to a file next to the data dir: a pipe nobody reads could fill up and
     block `cairn up` in a write, which would look like a hang on stop."""
     data.parent.mkdir(parents=True, exist_ok=True)
     with (data.parent / f"{data.name}-up-stderr.log").open("a") as err_file:
         up = subprocess.Popen(
-            [sys.executable, "-m", "cairn", "up", "--nodes", str(nodes), "--data", str(data)],
+            [
+                sys.executable,
+                "-m",
+                "cairn",
+                "up",
+                "--nodes",
+                str(nodes),
+                "--data",
+                str(data),
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=err_file,
             text=True,
@@ -88,8 +98,11 @@ def status_json(data: Path) -> dict[str, Any]:
 
 def test_up_prints_writes_reports_ready_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     data = tmp_path / "local"
-    up, printed = start_up(data, 3)
+    up, printed = start_up(data, 3, "--set", "index_split_keys=50000")
     try:
+        for node in printed["nodes"]:  # --set reaches every node
+            argv = Path(f"/proc/{node['pid']}/cmdline").read_bytes().split(b"\0")
+            assert b"index_split_keys=50000" in argv
         written = json.loads((data / "cluster.json").read_text())
         assert printed == written
         assert printed["cluster_secret"] == SECRET
@@ -136,3 +149,20 @@ def test_up_again_keeps_credentials_and_sigterm_stops_every_node(tmp_path: Path)
                 up.kill()
                 up.wait()
     assert keys[0] == keys[1]
+
+
+def test_up_refuses_a_bad_set_before_starting_anything(tmp_path: Path) -> None:
+    for assignment, reason in [
+        ("bogus=1", "unknown field `bogus`"),
+        ("index_split_keys=-3", "index_split_keys"),
+        ("nothing", "expects field=value"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "cairn", "up", "--data", str(tmp_path), "--set", assignment],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2 and reason in result.stderr, result.stderr
+        assert not (tmp_path / "cluster.json").exists()
