@@ -14,6 +14,7 @@ from cairn.cli.bench_placement import bench_placement
 from cairn.cli.bench_raft import raft as bench_raft
 from cairn.cli.bench_rpc import rpc as bench_rpc
 from cairn.cli.bench_s3 import bench_s3
+from cairn.cli.bench_split import bench_split
 
 
 @click.group()
@@ -31,3 +32,4 @@ bench.add_command(bench_raft)
 bench.add_command(bench_cluster)
 bench.add_command(bench_lock)
 bench.add_command(bench_s3)
+bench.add_command(bench_split)

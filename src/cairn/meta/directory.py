@@ -193,6 +193,10 @@ class ShardDirectory(ReplicatedMachine[DirectoryCommand]):
             return []
         return [self._info(i) for i in range(len(self._map))]
 
+    @property
+    def split_pending(self) -> bool:
+        return bool(self._parents)
+
     def pending_splits(self) -> list[ShardInfo]:
         """The groups whose split is not carried out yet (`parent` set), by group id."""
         return [self.shard(group) for group in sorted(self._parents)]

@@ -42,6 +42,9 @@ from cairn.raft.kv_service import KV_GROUP_FIRST
 
 log = logging.getLogger("cairn.node")
 RECONCILE_SECONDS = 0.2
+SEED_WATCH_SECONDS = 0.01
+"""How often a node looks for a seed in its shards for a group it does not host yet: part
+of the key space waits for that group, so it is started at once, not at the next period."""
 _GROUP_DIR = re.compile(r"group-(\d+)")
 
 
@@ -85,10 +88,24 @@ class ShardHosting:
 
     async def _run(self) -> None:
         while True:
-            self.reconcile()
-            await asyncio.sleep(self.interval_s)  # the reconciling period
+            await self.reconcile()
+            deadline = asyncio.get_running_loop().time() + self.interval_s
+            # Polled: the seed appears when the shard applies a command, and the pure
+            # machine has no way to signal it.
+            while asyncio.get_running_loop().time() < deadline and not self._seed_waiting():  # noqa: ASYNC110
+                await asyncio.sleep(SEED_WATCH_SECONDS)
 
-    def reconcile(self) -> list[int]:
+    def _seed_waiting(self) -> bool:
+        """Whether a shard here keeps the seed of a group not started here yet."""
+        groups = self.host.groups
+        return any(
+            child not in groups and child not in self._refused
+            for group in list(groups.values())
+            if isinstance(group.machine, IndexShard)
+            for child in group.machine.seed_groups()
+        )
+
+    async def reconcile(self) -> list[int]:
         """Start every group the directory gives this node; the ids of those started."""
         me = self._member_id()
         root = self.host.groups.get(ROOT_GROUP_ID)
@@ -104,8 +121,8 @@ class ShardHosting:
                 voters = self._voters(machine, shard)
                 if voters is None:
                     continue
-                state = self._initial_state(shard)
-                if state is None:
+                state = await self._initial_state(shard)
+                if state is None or shard.group_id in self.host.groups:
                     continue  # the parent here has not cut the range off yet
                 group = self.host.add_group(shard.group_id, voters, state)
                 group.start()
@@ -120,7 +137,7 @@ class ShardHosting:
                 )
         return started
 
-    def _initial_state(self, shard: ShardInfo) -> IndexShard | None:
+    async def _initial_state(self, shard: ShardInfo) -> IndexShard | None:
         """The state a replica of `shard` starts from, the same on every node: for the
         first shard an empty one covering every key (the range it was created with, not
         the one it has now: the log it replays holds writes to the whole range, then the
@@ -138,7 +155,9 @@ class ShardHosting:
         if seed is None:
             return None
         state = IndexShard(shard.group_id)
-        state.restore(seed)
+        # Decoding a big seed takes a while (0.5 s for 50,000 keys): in a thread, so the
+        # event loop keeps serving (and ticking every Raft group) meanwhile.
+        await asyncio.to_thread(state.restore, seed)
         if (state.start, state.end) != (shard.start, shard.end):
             self._refuse(shard.group_id, "the seed covers another range than the directory says")
             return None

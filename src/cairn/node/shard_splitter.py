@@ -65,7 +65,7 @@ LOAD_ROUNDS = 3
 HOSTED_WAIT_S = 3.0
 """How long one round waits for every replica to start a new group before it gives up
 until the next round (a replica that is down keeps the split pending until it is back)."""
-HOSTED_POLL_S = 0.05
+HOSTED_POLL_S = 0.01
 PROBE_TIMEOUT_S = 2.0
 LEADER_SKEW_MAX = 1
 """Leaderships one voter may hold beyond another before one is handed over."""
@@ -124,12 +124,21 @@ class ShardSplitter:
             self._task = None
 
     async def _run(self, interval_s: float) -> None:
+        last_round = float("-inf")
         while True:
-            await asyncio.sleep(interval_s)  # the round period
+            # A round every `interval_s`, and at once when a split is pending (an
+            # operator's, or one a killed leader left): part of the key space waits for it.
+            await asyncio.sleep(HOSTED_POLL_S)  # watching the local directory
             root = self.host.groups.get(ROOT_GROUP_ID)
             if root is None or root.node.role != Role.LEADER:
                 self._loads.clear()  # a new leader starts measuring afresh
                 continue
+            machine = root.machine
+            pending = isinstance(machine, RootMachine) and machine.directory.split_pending
+            now = self._clock()
+            if not pending and now - last_round < interval_s:
+                continue
+            last_round = now
             try:
                 await self.run_once()
             except CairnError as exc:  # unreachable shards, elections: the next round

@@ -1,4 +1,4 @@
-"""`cairn bench rpc`, `cairn bench raft` and `cairn bench lock` run end to end (tiny
+"""`cairn bench rpc`, `raft`, `lock` and `split` run end to end (tiny
 sizes) and end their stdout with one JSON object."""
 
 import json
@@ -64,3 +64,18 @@ def test_bench_lock_refuses_an_unknown_case() -> None:
     result = CliRunner().invoke(cli, ["bench", "lock", "--cases", "contended,fast"])
     assert result.exit_code == 2
     assert "unknown fast" in result.output and "--cases" in result.output
+
+
+def test_bench_split_json() -> None:
+    result = CliRunner().invoke(cli, ["bench", "split", "--keys", "300", "--probes", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = last_json(result.output)
+    cairn = data["cairn"]
+    assert isinstance(cairn, dict) and cairn["split_s"] > 0 and cairn["new_group"] == 2
+    assert cairn["keys_total"] >= 300
+    for kind in ("reads", "writes"):
+        windows = cairn[kind]
+        assert set(windows) == {"before", "during", "after"}
+        assert windows["before"]["ops"] > 0 and windows["after"]["ops"] > 0
+        assert all(w["errors"] == 0 for w in windows.values())
+    assert data["config"]["keys"] == 300  # type: ignore[index]

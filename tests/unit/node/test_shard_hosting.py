@@ -74,29 +74,29 @@ async def hosting_scenario(early: Node, late: Node, tmp_path: Path) -> None:
 
     # The early node hosts the first shard and applies writes, then the directory splits
     # it at "m" and the shard cuts the upper part off as the new group's seed.
-    assert early.hosting.reconcile() == [1]
+    assert await early.hosting.reconcile() == [1]
     log: list[IndexCommand] = [put("a"), put("n"), put("z")]
     for command in log:
         shard_command([early.shard(1)], command)
     at = encode_object_key("bkt", "m")
     child = root_command(nodes, SplitShard(at))
     assert isinstance(child, ShardInfo) and child.parent == 1
-    assert early.hosting.reconcile() == [], "no seed yet: the parent has not cut"
+    assert await early.hosting.reconcile() == [], "no seed yet: the parent has not cut"
     cut = ShrinkRange(at, seed_group=child.group_id)
     log.append(cut)
     shard_command([early.shard(1)], cut)
-    assert early.hosting.reconcile() == [child.group_id]
+    assert await early.hosting.reconcile() == [child.group_id]
     assert early.shard(child.group_id).key_count == 2
     assert (early.shard(child.group_id).start, early.shard(child.group_id).end) == (at, None)
 
     # The late node starts the first shard over every key although the directory now
     # gives it [start, "m"): replaying the same log must give the same state and seed.
-    assert late.hosting.reconcile() == [1]
+    assert await late.hosting.reconcile() == [1]
     assert late.shard(1).end is None
     for command in log:
         shard_command([late.shard(1)], command)
     assert late.shard(1).snapshot() == early.shard(1).snapshot()
-    assert late.hosting.reconcile() == [child.group_id]
+    assert await late.hosting.reconcile() == [child.group_id]
     assert late.shard(child.group_id).snapshot() == early.shard(child.group_id).snapshot()
 
     # Once the split is done, a node without the group never starts it empty.
@@ -105,7 +105,7 @@ async def hosting_scenario(early: Node, late: Node, tmp_path: Path) -> None:
     again.root.restore(late.root.snapshot())  # as a snapshot of the root group brings it
     again.member = late.member
     try:
-        assert again.hosting.reconcile() == [1]
+        assert await again.hosting.reconcile() == [1]
         assert child.group_id not in again.host.groups
     finally:
         await again.host.stop()
