@@ -121,10 +121,11 @@ class ShardHosting:
                 voters = self._voters(machine, shard)
                 if voters is None:
                     continue
-                state = await self._initial_state(shard)
-                if state is None or shard.group_id in self.host.groups:
+                initial = await self._initial_state(shard)
+                if initial is None or shard.group_id in self.host.groups:
                     continue  # the parent here has not cut the range off yet
-                group = self.host.add_group(shard.group_id, voters, state)
+                state, seed = initial
+                group = self.host.add_group(shard.group_id, voters, state, seed)
                 group.start()
                 started.append(shard.group_id)
                 log_event(
@@ -137,14 +138,15 @@ class ShardHosting:
                 )
         return started
 
-    async def _initial_state(self, shard: ShardInfo) -> IndexShard | None:
+    async def _initial_state(self, shard: ShardInfo) -> tuple[IndexShard, bytes | None] | None:
         """The state a replica of `shard` starts from, the same on every node: for the
         first shard an empty one covering every key (the range it was created with, not
         the one it has now: the log it replays holds writes to the whole range, then the
-        cuts), for a split-off group the seed its parent keeps here. None while that seed
-        is not here yet, or when it is gone (see the module docstring)."""
+        cuts), for a split-off group the seed its parent keeps here, with the seed's bytes
+        (the group's bootstrap snapshot is made of them). None while that seed is not
+        here yet, or when it is gone (see the module docstring)."""
         if shard.group_id == FIRST_SHARD_GROUP_ID and not shard.parent:
-            return IndexShard(shard.group_id)
+            return IndexShard(shard.group_id), None
         if not shard.parent:
             self._refuse(shard.group_id, "a group split off earlier that was never started here")
             return None
@@ -161,7 +163,7 @@ class ShardHosting:
         if (state.start, state.end) != (shard.start, shard.end):
             self._refuse(shard.group_id, "the seed covers another range than the directory says")
             return None
-        return state
+        return state, seed
 
     def _refuse(self, group_id: int, reason: str) -> None:
         if group_id not in self._refused:

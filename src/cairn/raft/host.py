@@ -38,9 +38,14 @@ class RaftHost:
         return True
 
     def add_group(
-        self, group_id: int, voters: set[int], machine: StateMachine | None = None
+        self,
+        group_id: int,
+        voters: set[int],
+        machine: StateMachine | None = None,
+        initial_state: bytes | None = None,
     ) -> RaftGroup:
-        """Host a replica of `group_id` with `machine` (default: the key-value machine)."""
+        """Host a replica of `group_id` with `machine` (default: the key-value machine);
+        `initial_state` as `RaftGroup` takes it."""
         if group_id in self.groups:
             raise ValueError(f"group {group_id} already hosted")
         group = RaftGroup(
@@ -52,6 +57,7 @@ class RaftHost:
             self.settings,
             self._on_fatal,
             machine,
+            initial_state,
         )
         self.groups[group_id] = group
         return group

@@ -109,3 +109,13 @@ async def hosting_scenario(early: Node, late: Node, tmp_path: Path) -> None:
         assert child.group_id not in again.host.groups
     finally:
         await again.host.stop()
+
+    # A restart reopens the new group from its bootstrap snapshot: the seed.
+    seeded = late.shard(child.group_id).snapshot()
+    await late.host.stop()
+    reopened = Node(2, tmp_path / "late")
+    try:
+        assert reopened.hosting.reopen(reopened.host.directory) == [1, child.group_id]
+        assert reopened.shard(child.group_id).snapshot() == seeded
+    finally:
+        await reopened.host.stop()
