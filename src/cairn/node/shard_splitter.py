@@ -252,7 +252,6 @@ class ShardSplitter:
         shrunk = await self.meta.propose_shard(parent, cut, ShrinkResult)
         if not await self._hosted_everywhere(child):
             return False
-        await self._elect_first_leader(child)
         dropped = await self.meta.propose_shard(parent, DropSeed(child.group_id), bool)
         await self._propose_root(SplitDone(child.group_id))
         self.stats.splits_finished += 1
@@ -267,11 +266,15 @@ class ShardSplitter:
         return True
 
     async def _hosted_everywhere(self, child: ShardInfo) -> bool:
-        """Wait (a bounded time) until every replica of `child` answers for it."""
+        """Wait (a bounded time) until every replica of `child` answers for it. Once a
+        majority does, the parent's leader among them, the group's first leader is
+        elected at once (its keys wait for it; the other replicas catch up after)."""
         members = {m.id: m.address for m in self._root().cluster.members()}
-        waiting = {members.get(r, "") for r in child.replicas}
-        if "" in waiting:
+        replicas = {members.get(r, "") for r in child.replicas}
+        if "" in replicas:
             return False
+        waiting = set(replicas)
+        elected = False
         deadline = self._clock() + HOSTED_WAIT_S
         while waiting:
             for address in sorted(waiting):
@@ -281,6 +284,9 @@ class ShardSplitter:
                 except CairnError:
                     continue
                 waiting.discard(address)
+            hosted = replicas - waiting
+            if not elected and len(hosted) > len(replicas) // 2:
+                elected = await self._elect_first_leader(child, hosted)
             if waiting:
                 if self._clock() >= deadline:
                     log_event(
@@ -293,13 +299,13 @@ class ShardSplitter:
                 await asyncio.sleep(HOSTED_POLL_S)  # replicas start it within a reconcile
         return True
 
-    async def _elect_first_leader(self, child: ShardInfo) -> None:
-        """Have the parent's leader stand for election in the new group now that every
-        replica hosts it, instead of the group waiting out an election timeout (best
+    async def _elect_first_leader(self, child: ShardInfo, hosted: set[str]) -> bool:
+        """Have the parent's leader stand for election in the new group, once it hosts
+        it, instead of the group waiting out an election timeout; True once asked (best
         effort: the timeout still elects someone)."""
         address = self.host.leader_address(child.parent)
-        if not address:
-            return
+        if address not in hosted:
+            return False  # not yet (or no leader known): try again on the next pass
         try:
             await self.pool.call(
                 address,
@@ -309,6 +315,7 @@ class ShardSplitter:
             )
         except CairnError as exc:
             log_event(log, "split.campaign_failed", logging.DEBUG, error=str(exc))
+        return True
 
     # -- leaders -------------------------------------------------------------------------
     async def _balance_leaders(
