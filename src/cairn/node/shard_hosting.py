@@ -91,7 +91,9 @@ class ShardHosting:
             await self.reconcile()
             deadline = asyncio.get_running_loop().time() + self.interval_s
             # Polled: the seed appears when the shard applies a command, and the pure
-            # machine has no way to signal it.
+            # machine has no way to signal it. Always one pause first: a seed can wait
+            # here for the directory to list its group, and must not spin the loop.
+            await asyncio.sleep(SEED_WATCH_SECONDS)
             while asyncio.get_running_loop().time() < deadline and not self._seed_waiting():  # noqa: ASYNC110
                 await asyncio.sleep(SEED_WATCH_SECONDS)
 
