@@ -83,7 +83,7 @@ class Gateway:
         mount_locks(self.app, node.meta, native_token(config.cluster_secret))  # issue 8
         mount(self.app, self.service, native_token(config.cluster_secret))
         self.users = UserClient(node.meta, config.cluster_secret)
-        self.s3 = S3App(self.service, self.users, config.cluster_secret)
+        self.s3 = S3App(self.service, self.users, config.cluster_secret, versions=node.meta)
         register_multipart(self.s3, UploadClient(node.meta), fenced.check_fence)  # issue 7
         self.s3.mount(self.app)
         self._runner: web.AppRunner | None = None

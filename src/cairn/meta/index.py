@@ -32,6 +32,15 @@ here": the service continues at the next shard of the bucket's range with the sa
 parameters, dropping a common prefix equal to the last one it already returned (a prefix
 can span a shard boundary).
 
+Listing versions (S3 ListObjectVersions) walks a second sorted list, of every key that has
+any version (delete markers included), the same way; per key it gives the versions newest
+first, each counting toward `max_keys` on its own (a common prefix counts once). It
+resumes from S3's markers, not from a token: after `key_marker` (all of its versions), or
+with `version_id_marker` too, after that version of that key; a key marker inside a
+common prefix of the request resumes after the whole prefix, so a page that ended on a
+common prefix does not return it again. The next markers are the last item returned (a
+common prefix has no version id).
+
 Counters per bucket (live objects, versions including markers, bytes over all versions)
 are kept up to date on every change; a bucket is empty for deletion when its version count
 is 0 in every shard. `live_chunk_ids` gives every chunk referenced by any version, the mark
@@ -211,6 +220,33 @@ class ListPage(msgspec.Struct, frozen=True):
         return len(self.entries) + len(self.common_prefixes)
 
 
+class VersionEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One version in a ListObjectVersions page (what S3 shows of it, not the manifest)."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    created_s: float
+    size: int
+    etag: str
+    """"" for a delete marker."""
+    is_delete_marker: bool
+
+
+class VersionsPage(msgspec.Struct, frozen=True):
+    entries: list[VersionEntry]
+    """In key order and, per key, newest first."""
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    """With `next_version_id_marker`, where the next page starts (when truncated)."""
+    next_version_id_marker: str | None
+
+    @property
+    def key_count(self) -> int:
+        return len(self.entries) + len(self.common_prefixes)
+
+
 # Commands ---------------------------------------------------------------------------------
 
 
@@ -357,6 +393,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         self.end = end
         self._versions: dict[bytes, list[ObjectVersion]] = {}
         self._live: list[bytes] = []  # sorted encoded keys whose newest version is an object
+        self._keys: list[bytes] = []  # sorted encoded keys with any version (markers too)
         self._counts: dict[str, _Counts] = {}
         self.uploads = UploadTable()
         self._fences: dict[str, int] = {}
@@ -421,10 +458,9 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
     def split_point(self) -> bytes | None:
         """The middle key, where a split leaves half the keys on each side; None with
         fewer than two keys (a key's versions never straddle shards)."""
-        if len(self._versions) < 2:
+        if len(self._keys) < 2:
             return None
-        keys = sorted(self._versions)
-        return keys[len(keys) // 2]
+        return self._keys[len(self._keys) // 2]
 
     def live_chunk_ids(self) -> frozenset[bytes]:
         """Every chunk id that some version (current or not) references."""
@@ -537,11 +573,100 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             token = encode_token(last if last is not None else max(resume, prefix.encode()))
         return ListPage(entries, prefixes, truncated, token)
 
+    def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = LIST_KEYS_MAX,
+    ) -> VersionsPage:
+        """One page of ListObjectVersions over this shard (see the module docstring).
+
+        A `version_id_marker` needs a `key_marker`; one that names no version of a key
+        this shard holds is `InvalidArgument` (resuming elsewhere would repeat or skip
+        versions), while a marker key with no versions here just resumes after it."""
+        validate_bucket_name(bucket)
+        if max_keys < 0:
+            raise InvalidListArgument(f"max-keys must be >= 0: {max_keys}")
+        max_keys = min(max_keys, LIST_KEYS_MAX)
+        for what, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("key-marker", key_marker),
+            ("version-id-marker", version_id_marker),
+        ):
+            if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
+                raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+        if version_id_marker and not key_marker:
+            raise InvalidListArgument("a version-id-marker cannot be given without a key-marker")
+        base = bucket.encode() + b"\x00"
+        prefixed = base + prefix.encode()
+        sep = delimiter.encode()
+        start, resume_after = self._versions_start(base, prefix, sep, key_marker, version_id_marker)
+        keys = self._keys
+        i = bisect_left(keys, max(prefixed, start))
+        entries: list[VersionEntry] = []
+        prefixes: list[str] = []
+        last: tuple[str, str | None] = (key_marker, version_id_marker or None)
+        truncated = False
+        while not truncated and i < len(keys) and keys[i].startswith(prefixed):
+            encoded = keys[i]
+            cut = encoded.find(sep, len(prefixed)) if sep else -1
+            if cut >= 0:
+                if len(entries) + len(prefixes) == max_keys:
+                    truncated = True
+                    break
+                common = encoded[len(base) : cut + len(sep)]
+                prefixes.append(common.decode())
+                last = (prefixes[-1], None)
+                after = successor_of_prefix(base + common)
+                assert after is not None, "UTF-8 never holds 0xff"
+                i = bisect_left(keys, after, i)
+                continue
+            key = encoded[len(base) :].decode()
+            versions = self._versions[encoded]
+            newest = len(versions) - 1
+            n = newest
+            if resume_after is not None and encoded == start:
+                n = _position(versions, resume_after, key) - 1
+            while n >= 0:
+                if len(entries) + len(prefixes) == max_keys:
+                    truncated = True
+                    break
+                entries.append(_version_entry(key, versions[n], n == newest))
+                last = (key, versions[n].version_id)
+                n -= 1
+            i += 1
+        if not truncated:
+            return VersionsPage(entries, prefixes, False, None, None)
+        return VersionsPage(entries, prefixes, True, *last)
+
+    @staticmethod
+    def _versions_start(
+        base: bytes, prefix: str, sep: bytes, key_marker: str, version_id_marker: str
+    ) -> tuple[bytes, str | None]:
+        """Where a versions page starts: the first encoded key it may return, and (when
+        that key is the marker key) the version to resume after."""
+        if not key_marker:
+            return base, None
+        marker = key_marker.encode()
+        if sep and marker.startswith(prefix.encode()):
+            cut = marker.find(sep, len(prefix.encode()))
+            if cut >= 0:  # inside a common prefix: resume after the whole prefix
+                after = successor_of_prefix(base + marker[: cut + len(sep)])
+                assert after is not None, "UTF-8 never holds 0xff"
+                return after, None
+        if version_id_marker:
+            return base + marker, version_id_marker
+        return base + marker + b"\x00", None
+
     def split_snapshot(self, at: bytes, new_shard_id: int) -> bytes:
         """A snapshot of `[at, end)` as shard `new_shard_id`, to seed the new group."""
         if not (self.owns(at) and at > self.start):
             raise KeyOutOfRange(f"split point {at!r} is not inside this shard")
-        keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items()) if k >= at]
+        keys = [_KeyEntry(k, self._versions[k]) for k in self._keys[bisect_left(self._keys, at) :]]
         uploads = self.uploads.entries(at)
         fences = self._fence_list()  # both halves keep every name: they may hold its keys
         snap = _SnapshotV1(0, new_shard_id, at, self.end, keys, uploads, [], fences)
@@ -687,7 +812,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             if command.seed_group == self.shard_id:
                 raise ObjectIndexError("a shard cannot seed itself")
             self._seeds[command.seed_group] = self.split_snapshot(command.end, command.seed_group)
-        dropped = [k for k in self._versions if k >= command.end]
+        dropped = self._keys[bisect_left(self._keys, command.end) :]  # a copy
         for encoded in dropped:
             bucket = encoded[: encoded.index(b"\x00")].decode()
             self._replace(bucket, encoded, [])
@@ -712,13 +837,17 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             insort(self._live, encoded)
         elif was_live and not is_live:
             del self._live[bisect_left(self._live, encoded)]
+        if new and not old:
+            insort(self._keys, encoded)
+        elif old and not new:
+            del self._keys[bisect_left(self._keys, encoded)]
         if counts.versions == 0:
             del self._counts[bucket]
 
     # Snapshots ----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        keys = [_KeyEntry(k, v) for k, v in sorted(self._versions.items())]
+        keys = [_KeyEntry(k, self._versions[k]) for k in self._keys]
         snap = _SnapshotV1(
             self.applied_index,
             self.shard_id,
@@ -742,6 +871,28 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         self._fences = {fence.name: fence.token for fence in snap.fences}
         self._seeds = dict(snap.seeds)
         self.applied_index = snap.applied_index
+
+
+def _version_entry(key: str, version: ObjectVersion, is_latest: bool) -> VersionEntry:
+    manifest = version.manifest
+    etag = manifest.etag if manifest is not None else ""
+    return VersionEntry(
+        key,
+        version.version_id,
+        is_latest,
+        version.created_s,
+        version.size,
+        etag,
+        manifest is None,
+    )
+
+
+def _position(versions: list[ObjectVersion], version_id: str, key: str) -> int:
+    """The index of `version_id` among a key's versions (oldest first)."""
+    for n, version in enumerate(versions):
+        if version.version_id == version_id:
+            return n
+    raise InvalidListArgument(f"version-id-marker {version_id!r} is not a version of {key!r}")
 
 
 def _check_condition(command: PutObject, versions: list[ObjectVersion]) -> None:

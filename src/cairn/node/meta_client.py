@@ -37,6 +37,7 @@ from cairn.meta.buckets import (
     CancelDelete,
     CreateBucket,
     DeleteBucket,
+    SetVersioning,
     StoragePolicy,
     VersioningState,
 )
@@ -52,6 +53,8 @@ from cairn.meta.index import (
     ObjectVersion,
     PutObject,
     PutResult,
+    VersionEntry,
+    VersionsPage,
     encode_command,
     encode_key,
     encode_token,
@@ -80,6 +83,8 @@ from cairn.node.meta_messages import (
     ObjectHeadReply,
     ObjectList,
     ObjectListReply,
+    ObjectVersionsList,
+    ObjectVersionsListReply,
     ShardBounds,
     ShardLiveChunks,
     ShardLiveChunksReply,
@@ -253,6 +258,11 @@ class MetaClient:
             ROOT_GROUP_ID, BucketListQuery(owner, level), BucketListReply, leader=level != "stale"
         )
         return reply.buckets
+
+    async def set_versioning(self, name: str, owner: str, versioning: VersioningState) -> Bucket:
+        """Enable or suspend versioning (`owner` must be the bucket's owner: the machine
+        checks it); back to unversioned is refused with `InvalidBucketState`."""
+        return await self.propose_root(SetVersioning(name, owner, versioning), Bucket)
 
     async def delete_bucket(self, name: str, owner: str, settle_seconds: float = 0.0) -> None:
         """The two-phase delete of `meta.buckets`: mark deleting (new writes are refused),
@@ -441,6 +451,63 @@ class MetaClient:
 
         return await self.over_shards(read)
 
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+        consistency: Consistency | None = None,
+    ) -> VersionsPage:
+        """One ListObjectVersions page, continuing across shard boundaries as
+        `list_objects` does. Every shard is asked with the same markers: the one holding
+        the marker key resumes after it, later ones start at their first key."""
+        level = consistency or self.consistency
+        base = bucket.encode() + b"\x00"
+        low = base + max(prefix.encode(), key_marker.encode())
+
+        async def read(directory: DirectoryReply) -> VersionsPage:
+            entries: list[VersionEntry] = []
+            prefixes: list[str] = []
+            for shard in shards_from(directory.shards, low):
+                if shard.start > bucket.encode() + b"\x01":
+                    break  # past every key of the bucket
+                request = ObjectVersionsList(
+                    shard.group_id,
+                    bucket,
+                    prefix,
+                    delimiter,
+                    key_marker,
+                    version_id_marker,
+                    max_keys - len(entries) - len(prefixes),
+                    level,
+                    ShardBounds.of(shard),
+                )
+                reply, _ = await self.call(
+                    shard.group_id, request, ObjectVersionsListReply, leader=level != "stale"
+                )
+                page = reply.page
+                full = bool(entries or prefixes) and not (page.entries or page.common_prefixes)
+                if page.is_truncated and full:
+                    # The page filled up at the end of the previous shard and this one holds
+                    # more: the next page resumes after the last item returned.
+                    return VersionsPage(entries, prefixes, True, *_last_item(entries, prefixes))
+                entries += page.entries
+                prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+                if page.is_truncated:
+                    return VersionsPage(
+                        entries,
+                        prefixes,
+                        True,
+                        page.next_key_marker,
+                        page.next_version_id_marker,
+                    )
+            return VersionsPage(entries, prefixes, False, None, None)
+
+        return await self.over_shards(read)
+
     async def bucket_stats(
         self, bucket: str | None, consistency: Consistency | None = None
     ) -> BucketStats:
@@ -476,6 +543,16 @@ class MetaClient:
             return live
 
         return await self.over_shards(read, fresh=True)
+
+
+def _last_item(entries: list[VersionEntry], prefixes: list[str]) -> tuple[str, str | None]:
+    """The markers that resume a versions listing after the last item of a page (the
+    greater of its last version's key and its last common prefix: the page is in key
+    order, and a key never equals a common prefix, which ends with the delimiter that
+    would have rolled the key up)."""
+    if entries and (not prefixes or entries[-1].key > prefixes[-1]):
+        return entries[-1].key, entries[-1].version_id
+    return prefixes[-1], None
 
 
 def _shard_of(shards: list[ShardInfo], encoded_key: bytes) -> ShardInfo:

@@ -14,7 +14,7 @@ import msgspec
 from cairn.meta.buckets import Bucket
 from cairn.meta.clustermap import ClusterConfig, Member
 from cairn.meta.directory import ShardInfo
-from cairn.meta.index import BucketStats, IndexShard, ListPage, ObjectVersion
+from cairn.meta.index import BucketStats, IndexShard, ListPage, ObjectVersion, VersionsPage
 from cairn.meta.users import AccessKey, User
 
 Consistency = Literal["linearizable", "lease", "stale"]
@@ -137,6 +137,24 @@ class ObjectList(msgspec.Struct, frozen=True, tag=True):
 
 class ObjectListReply(msgspec.Struct, frozen=True, tag=True):
     page: ListPage
+
+
+class ObjectVersionsList(msgspec.Struct, frozen=True, tag=True):
+    """One ListObjectVersions page of a shard (`IndexShard.list_versions`)."""
+
+    group: int
+    bucket: str
+    prefix: str = ""
+    delimiter: str = ""
+    key_marker: str = ""
+    version_id_marker: str = ""
+    max_keys: int = 1000
+    consistency: Consistency = "lease"
+    expect: ShardBounds | None = None
+
+
+class ObjectVersionsListReply(msgspec.Struct, frozen=True, tag=True):
+    page: VersionsPage
 
 
 class ShardStatsQuery(msgspec.Struct, frozen=True, tag=True):

@@ -41,6 +41,8 @@ from cairn.node.meta_messages import (
     ObjectHeadReply,
     ObjectList,
     ObjectListReply,
+    ObjectVersionsList,
+    ObjectVersionsListReply,
     ShardLeaderTransfer,
     ShardLeaderTransferReply,
     ShardLiveChunks,
@@ -79,6 +81,7 @@ class MetaService:
         router.register(DirectoryGet, self._directory)
         router.register(ObjectHead, self._head)
         router.register(ObjectList, self._list)
+        router.register(ObjectVersionsList, self._list_versions)
         router.register(ShardStatsQuery, self._stats)
         router.register(ShardLiveChunks, self._live_chunks)
         router.register(ShardSplitPoint, self._split_point)
@@ -231,6 +234,24 @@ class MetaService:
             ),
         )
         return ObjectListReply(page)
+
+    async def _list_versions(
+        self, request: ObjectVersionsList, _p: memoryview, _c: CallContext
+    ) -> Reply:
+        shard = self._shard(request.group)
+        page = await self._read(
+            request.group,
+            request.consistency,
+            lambda: checked(shard, request.expect).list_versions(
+                request.bucket,
+                prefix=request.prefix,
+                delimiter=request.delimiter,
+                key_marker=request.key_marker,
+                version_id_marker=request.version_id_marker,
+                max_keys=request.max_keys,
+            ),
+        )
+        return ObjectVersionsListReply(page)
 
     async def _stats(self, request: ShardStatsQuery, _p: memoryview, _c: CallContext) -> Reply:
         shard = self._shard(request.group)

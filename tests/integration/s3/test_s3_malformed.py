@@ -297,7 +297,7 @@ def test_unsupported_operations(s3: S3Cluster, bucket: str) -> None:
     assert (answer.status, answer.code) == (501, "NotImplemented")
     answer = exchange(s3, signed_head(s3, "POST", f"/{bucket}/key"))
     assert (answer.status, answer.code) == (405, "MethodNotAllowed")
-    answer = exchange(s3, signed_head(s3, "PUT", f"/{bucket}?versioning"))
+    answer = exchange(s3, signed_head(s3, "DELETE", f"/{bucket}?versioning"))
     assert (answer.status, answer.code) == (501, "NotImplemented")
     # S3 takes only `*` in a write's If-None-Match.
     head = signed_head(s3, "PUT", f"/{bucket}/cond", headers={"If-None-Match": '"abc"'})

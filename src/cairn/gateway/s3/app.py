@@ -32,7 +32,7 @@ from cairn.gateway.objects import ObjectService
 from cairn.gateway.s3 import buckets, listing, objects, sigv4
 from cairn.gateway.s3 import xml as s3xml
 from cairn.gateway.s3.auth import Authenticator, KeyLookup
-from cairn.gateway.s3.context import Handler, S3Api, S3Request
+from cairn.gateway.s3.context import Handler, S3Api, S3Request, VersionsPort
 from cairn.gateway.s3.endpoint import Endpoint, Op, parse_endpoint
 from cairn.gateway.s3.errors import S3Error, from_code
 from cairn.monitor.logs import log_event
@@ -50,8 +50,10 @@ HANDLERS: dict[Op, Handler] = {
     Op.HEAD_BUCKET: buckets.head_bucket,
     Op.GET_BUCKET_LOCATION: buckets.get_bucket_location,
     Op.GET_BUCKET_VERSIONING: buckets.get_bucket_versioning,
+    Op.PUT_BUCKET_VERSIONING: buckets.put_bucket_versioning,
     Op.LIST_OBJECTS: listing.list_objects_v1,
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Op.LIST_OBJECT_VERSIONS: listing.list_object_versions,
     Op.DELETE_OBJECTS: objects.delete_objects,
     Op.PUT_OBJECT: objects.put_object,
     Op.COPY_OBJECT: objects.copy_object,
@@ -78,7 +80,10 @@ class S3App:
         cluster_secret: str,
         *,
         clock: Clock | None = None,
+        versions: VersionsPort | None = None,
     ) -> None:
+        """`versions`: the metadata client for versioning configuration and version
+        listings (without it those answer NotImplemented)."""
         self.clock = clock or SystemClock()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             HASH_WORKERS, thread_name_prefix="cairn-s3-hash"
@@ -88,6 +93,7 @@ class S3App:
             Authenticator(keys, cluster_secret, self.clock),
             self.clock,
             self._executor,
+            versions=versions,
         )
         self.handlers: dict[Op, Handler] = dict(HANDLERS)
 
@@ -145,6 +151,7 @@ class S3App:
                 request_id=request_id,
             )
         headers = {
+            **error.headers,
             "x-amz-request-id": request_id,
             "x-amz-error-code": error.code,
             "Server": "Cairn",

@@ -1,5 +1,5 @@
 """S3 bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
-GetBucketLocation, GetBucketVersioning.
+GetBucketLocation, GetBucketVersioning, PutBucketVersioning.
 
 Buckets made through S3 are owned by the requesting user (the native API's owner is
 `cairn`). ListBuckets lists the requester's buckets (an admin user sees every bucket).
@@ -7,6 +7,9 @@ CreateBucket accepts a CreateBucketConfiguration body with any LocationConstrain
 is one region; the constraint is not stored) and answers `BucketAlreadyOwnedByYou` /
 `BucketAlreadyExists` (409) for a taken name. DeleteBucket is the two-phase delete of
 `meta.buckets` and fails with `BucketNotEmpty` unless every shard holds no version.
+PutBucketVersioning takes `Enabled` or `Suspended` (`xml.parse_versioning`) from the
+owner or an admin and proposes `SetVersioning` in the root group; object writes read the
+bucket's state on every request, so the next write follows it.
 """
 
 from __future__ import annotations
@@ -62,3 +65,17 @@ async def get_bucket_versioning(request: S3Request) -> web.StreamResponse:
         VersioningState.SUSPENDED: "Suspended",
     }.get(bucket.versioning)
     return xml_response(xml.versioning(status))
+
+
+_VERSIONING_OF_STATUS = {
+    "Enabled": VersioningState.ENABLED,
+    "Suspended": VersioningState.SUSPENDED,
+}
+
+
+async def put_bucket_versioning(request: S3Request) -> web.StreamResponse:
+    bucket = await bucket_for(request)
+    status = xml.parse_versioning(await request.small_body())
+    # The machine checks the owner: an admin acts as the bucket's owner, as DeleteBucket does.
+    await request.versions.set_versioning(bucket.name, bucket.owner, _VERSIONING_OF_STATUS[status])
+    return web.Response(status=200)

@@ -1,7 +1,9 @@
 """What every S3 handler gets: the parsed request, who sent it, and the shared services.
 
 `S3Request` is built by `app` after the endpoint is parsed and the signature verified; a
-handler never looks at authentication again. Bucket access goes through `bucket_for`,
+handler never looks at authentication again. Versioning configuration and version
+listings go to the metadata client through `VersionsPort` (`S3Api.versions`), which the
+object service's `MetaPort` does not carry. Bucket access goes through `bucket_for`,
 the one place that enforces ownership: a bucket's owner (or an admin user) may do
 anything with it and its objects, anyone else gets `AccessDenied`, and a bucket that does
 not exist is `NoSuchBucket` whoever asks.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -21,12 +24,31 @@ from cairn.gateway.s3.body import RequestBody
 from cairn.gateway.s3.endpoint import Endpoint
 from cairn.gateway.s3.errors import S3Error
 from cairn.gateway.s3.xml import XML_BODY_BYTES_MAX
-from cairn.meta.buckets import Bucket, BucketError, validate_bucket_name
+from cairn.meta.buckets import Bucket, BucketError, VersioningState, validate_bucket_name
+from cairn.meta.index import VersionsPage
 from cairn.runtime.clock import Clock
 
 REGION = "us-east-1"
 """The region Cairn reports (signatures for any region are accepted)."""
 XML_CONTENT_TYPE = "application/xml"
+
+
+class VersionsPort(Protocol):
+    """What versioning needs from the metadata service (`node.meta_client.MetaClient`)."""
+
+    async def set_versioning(
+        self, name: str, owner: str, versioning: VersioningState
+    ) -> Bucket: ...
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionsPage: ...
 
 
 @dataclass
@@ -38,6 +60,8 @@ class S3Api:
     clock: Clock
     executor: concurrent.futures.Executor
     region: str = REGION
+    versions: VersionsPort | None = None
+    """None: PutBucketVersioning and ListObjectVersions answer NotImplemented."""
 
 
 @dataclass
@@ -58,6 +82,12 @@ class S3Request:
     @property
     def service(self) -> ObjectService:
         return self.api.service
+
+    @property
+    def versions(self) -> VersionsPort:
+        if self.api.versions is None:
+            raise S3Error("NotImplemented", f"{self.endpoint.op} needs the metadata client")
+        return self.api.versions
 
     @property
     def bucket(self) -> str:

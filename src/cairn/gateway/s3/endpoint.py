@@ -10,7 +10,7 @@ The operation comes from one table, `ROUTES`: (method, level, routing sub-resour
 The routing sub-resource is the first of `ROUTING_PARAMS` present in the query; other
 query parameters (prefix, max-keys, response-*, x-id, ...) never change the operation.
 A request with no route gets `NotImplemented` when it names a sub-resource S3 has but
-Cairn does not serve (acl, tagging, policy, ..., or e.g. PUT ?versioning), else
+Cairn does not serve (acl, tagging, policy, ..., or e.g. DELETE ?versioning), else
 `MethodNotAllowed`.
 
 Multipart upload has its operations in the table already; their handlers come from
@@ -44,8 +44,10 @@ class Op(StrEnum):
     HEAD_BUCKET = "HeadBucket"
     GET_BUCKET_LOCATION = "GetBucketLocation"
     GET_BUCKET_VERSIONING = "GetBucketVersioning"
+    PUT_BUCKET_VERSIONING = "PutBucketVersioning"
     LIST_OBJECTS = "ListObjects"
     LIST_OBJECTS_V2 = "ListObjectsV2"
+    LIST_OBJECT_VERSIONS = "ListObjectVersions"
     DELETE_OBJECTS = "DeleteObjects"
     PUT_OBJECT = "PutObject"
     COPY_OBJECT = "CopyObject"
@@ -62,7 +64,14 @@ class Op(StrEnum):
     LIST_MULTIPART_UPLOADS = "ListMultipartUploads"
 
 
-ROUTING_PARAMS: tuple[str, ...] = ("uploads", "uploadId", "delete", "location", "versioning")
+ROUTING_PARAMS: tuple[str, ...] = (
+    "uploads",
+    "uploadId",
+    "delete",
+    "location",
+    "versioning",
+    "versions",
+)
 """Query parameters that select an operation, in priority order."""
 
 UNSUPPORTED_SUBRESOURCES = frozenset(
@@ -71,7 +80,7 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metrics",
         "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
         "publicAccessBlock", "replication", "requestPayment", "restore", "retention",
-        "select", "tagging", "torrent", "versions", "website",
+        "select", "tagging", "torrent", "website",
     }
 )  # fmt: skip
 
@@ -82,7 +91,9 @@ ROUTES: dict[tuple[str, Level, str | None], Op] = {
     ("HEAD", Level.BUCKET, None): Op.HEAD_BUCKET,
     ("GET", Level.BUCKET, "location"): Op.GET_BUCKET_LOCATION,
     ("GET", Level.BUCKET, "versioning"): Op.GET_BUCKET_VERSIONING,
+    ("PUT", Level.BUCKET, "versioning"): Op.PUT_BUCKET_VERSIONING,
     ("GET", Level.BUCKET, None): Op.LIST_OBJECTS,  # list-type=2: V2
+    ("GET", Level.BUCKET, "versions"): Op.LIST_OBJECT_VERSIONS,
     ("POST", Level.BUCKET, "delete"): Op.DELETE_OBJECTS,
     ("GET", Level.BUCKET, "uploads"): Op.LIST_MULTIPART_UPLOADS,
     ("PUT", Level.OBJECT, None): Op.PUT_OBJECT,  # x-amz-copy-source: CopyObject

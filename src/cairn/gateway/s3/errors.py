@@ -13,6 +13,8 @@ turns into a 500 by accident of a missing entry, and every 500 is a real server 
 which `app` logs.
 """
 
+from collections.abc import Mapping
+
 from cairn.base.errors import CairnError
 
 STATUS_OF_CODE: dict[str, int] = {
@@ -33,6 +35,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "BucketAlreadyOwnedByYou": 409,
     "InvalidBucketState": 409,
     "InvalidBucketName": 400,
+    "IllegalVersioningConfigurationException": 400,
     "TooManyBuckets": 400,
     "IllegalLocationConstraintException": 400,
     # objects
@@ -92,13 +95,21 @@ def status_of(code: str) -> int:
 
 
 class S3Error(CairnError):
-    """A failed S3 request: the S3 `code`, its HTTP `status`, a human `message`."""
+    """A failed S3 request: the S3 `code`, its HTTP `status`, a human `message`, and
+    `headers` the error response carries (e.g. `x-amz-delete-marker`)."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status if status is not None else status_of(code)
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 def from_code(code: str, message: str, status: int | None = None) -> S3Error:

@@ -1,4 +1,4 @@
-"""ListObjects (v1) and ListObjectsV2 over the index shards' ListObjectsV2 pages.
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions over the index shards' pages.
 
 Theory of operation. The index (`meta.index`) pages in key order with an opaque
 continuation token that encodes the first key the next page may return; both API
@@ -11,6 +11,12 @@ versions are thin translations of it:
   request (`prefix` + ... + `delimiter`) resumes *after every key under that prefix*,
   so a page that ended on a common prefix does not return it again on the next page;
   any other marker resumes just after itself. Both become an index token.
+
+ListObjectVersions maps one to one onto the index's versions pages
+(`IndexShard.list_versions`), which take S3's `key-marker` and `version-id-marker` and
+answer the next ones; objects and delete markers come in key order, each key's newest
+first, and versions written while the bucket was unversioned or suspended have the id
+`null`.
 
 `max-keys` is 0..1000 (larger asks are clamped to 1000, as S3 does; keys and common
 prefixes both count). With `encoding-type=url`, keys, prefixes, the delimiter and the
@@ -28,7 +34,13 @@ from aiohttp import web
 from cairn.gateway.s3 import xml
 from cairn.gateway.s3.context import S3Request, bucket_for, xml_response
 from cairn.gateway.s3.errors import S3Error
-from cairn.meta.index import LIST_KEYS_MAX, ListPage, encode_token, successor_of_prefix
+from cairn.meta.index import (
+    LIST_KEYS_MAX,
+    ListPage,
+    VersionsPage,
+    encode_token,
+    successor_of_prefix,
+)
 
 MAX_KEYS_TEXT_CHARS_MAX = 10
 
@@ -169,3 +181,59 @@ async def list_objects_v1(request: S3Request) -> web.StreamResponse:
         next_marker,
     )
     return xml_response(body)
+
+
+async def list_object_versions(request: S3Request) -> web.StreamResponse:
+    bucket = await bucket_for(request)
+    params = request.params
+    key_marker = params.get("key-marker", "")
+    version_id_marker = params.get("version-id-marker", "")
+    max_keys = _max_keys(request)
+    encoding = _encoding(request)
+    if version_id_marker and not key_marker:
+        raise S3Error(
+            "InvalidArgument", "A version-id marker cannot be specified without a key marker."
+        )
+    page = await request.versions.list_versions(
+        bucket.name,
+        prefix=params.get("prefix", ""),
+        delimiter=params.get("delimiter", ""),
+        key_marker=key_marker,
+        version_id_marker=version_id_marker,
+        max_keys=max_keys,
+    )
+    return xml_response(xml.list_versions(_versions_result(request, bucket.owner, page, encoding)))
+
+
+def _versions_result(
+    request: S3Request, owner: str, page: VersionsPage, encoding: str | None
+) -> xml.VersionsResult:
+    params = request.params
+    encode = _encoder(encoding)
+    truncated = page.is_truncated
+    return xml.VersionsResult(
+        bucket=request.bucket,
+        prefix=encode(params.get("prefix", "")),
+        delimiter=encode(params.get("delimiter", "")),
+        key_marker=encode(params.get("key-marker", "")),
+        version_id_marker=params.get("version-id-marker", ""),
+        max_keys=_max_keys(request),
+        encoding_type=encoding,
+        owner=owner,
+        versions=[
+            xml.ListedVersion(
+                key=encode(entry.key),
+                version_id=entry.version_id,
+                is_latest=entry.is_latest,
+                last_modified_s=entry.created_s,
+                etag=entry.etag,
+                size=entry.size,
+                delete_marker=entry.is_delete_marker,
+            )
+            for entry in page.entries
+        ],
+        common_prefixes=[encode(p) for p in page.common_prefixes],
+        is_truncated=truncated,
+        next_key_marker=encode(page.next_key_marker or "") if truncated else None,
+        next_version_id_marker=page.next_version_id_marker if truncated else None,
+    )

@@ -25,8 +25,13 @@ outcome to S3's headers. The object service (`gateway.objects`) does the storage
   they exist) so a GC round racing with a delete of the source cannot sweep them before
   the new manifest refers to them. `x-amz-metadata-directive` COPY keeps the source's
   attributes, REPLACE takes the request's; copying an object onto itself needs REPLACE.
-- DeleteObjects deletes up to 1000 keys, `DELETE_PARALLEL_MAX` at a time; each key's
-  failure is reported in the result, and quiet mode reports only failures.
+- DeleteObjects deletes up to 1000 keys (each with its VersionId, if given),
+  `DELETE_PARALLEL_MAX` at a time; each key's failure is reported in the result, and quiet
+  mode reports only failures.
+- Delete markers answer as in S3: GET/HEAD of a key whose newest version is a marker is
+  404 NoSuchKey with `x-amz-delete-marker: true` (and the marker's version id); GET/HEAD
+  `?versionId=` of a marker is 405 MethodNotAllowed with the same headers. Both are
+  worked out only on the NoSuchKey path, with one more metadata read.
 """
 
 from __future__ import annotations
@@ -123,7 +128,10 @@ async def get_object(request: S3Request) -> web.StreamResponse:
     bucket = await bucket_for(request)
     bounds = parse_range_header(request.headers.get("range"))
     version_id = request.params.get("versionId")
-    read = await request.service.get(bucket.name, request.key, bounds, version_id, part_number)
+    try:
+        read = await request.service.get(bucket.name, request.key, bounds, version_id, part_number)
+    except Exception as exc:
+        raise await _deleted(request, bucket.name, version_id, exc) from None
     async with contextlib.aclosing(read.body) as body:
         manifest = read.manifest
         try:
@@ -160,7 +168,10 @@ async def head_object(request: S3Request) -> web.StreamResponse:
     part_number = _part_number(request)
     bucket = await bucket_for(request)
     version_id = request.params.get("versionId")
-    version = await request.service.head(bucket.name, request.key, version_id)
+    try:
+        version = await request.service.head(bucket.name, request.key, version_id)
+    except Exception as exc:
+        raise await _deleted(request, bucket.name, version_id, exc) from None
     manifest = version.manifest
     assert manifest is not None
     try:
@@ -183,6 +194,39 @@ async def head_object(request: S3Request) -> web.StreamResponse:
         headers["Content-Range"] = content_range(byte_range, manifest.size)
     headers["Content-Length"] = str(length)
     return web.Response(status=status, headers=headers)
+
+
+async def _deleted(
+    request: S3Request, bucket: str, version_id: str | None, exc: Exception
+) -> Exception:
+    """What to raise for a failed read: `exc`, unless it is NoSuchKey because of a delete
+    marker (see the module doc)."""
+    if api_error(exc).code != "NoSuchKey":
+        return exc
+    key = request.key
+    if version_id is not None:
+        version = await request.service.meta.head_object(bucket, key, version_id)
+        if not version.is_delete_marker:
+            return exc
+        headers = _marker_headers(version.version_id, version.created_s)
+        message = "The specified method is not allowed against this resource."
+        return S3Error("MethodNotAllowed", message, headers=headers)
+    versions = request.api.versions
+    if versions is None:
+        return exc
+    newest = (await versions.list_versions(bucket, prefix=key, max_keys=1)).entries
+    if not (newest and newest[0].key == key and newest[0].is_delete_marker):
+        return exc
+    headers = _marker_headers(newest[0].version_id, newest[0].created_s)
+    return S3Error("NoSuchKey", "The specified key does not exist.", headers=headers)
+
+
+def _marker_headers(version_id: str, created_s: float) -> dict[str, str]:
+    return {
+        "x-amz-delete-marker": "true",
+        "x-amz-version-id": version_id,
+        "Last-Modified": http_date(created_s),
+    }
 
 
 # -- DELETE ---------------------------------------------------------------------------------
@@ -214,7 +258,8 @@ async def delete_objects(request: S3Request) -> web.StreamResponse:
                 return xml.DeleteOutcome(
                     key, version_id, error_code=error.code, error_message=error.message
                 )
-            return xml.DeleteOutcome(key, result.version_id or version_id, result.delete_marker)
+            marker_id = result.version_id if result.delete_marker else None
+            return xml.DeleteOutcome(key, version_id, result.delete_marker, marker_id)
 
     outcomes = await asyncio.gather(*(one(key, version) for key, version in parsed.objects))
     return xml_response(xml.delete_result(outcomes, parsed.quiet))

@@ -7,10 +7,10 @@ Builders take plain values (not service objects), so this module knows nothing o
 layers below.
 
 Parsing is for the few small bodies S3 requests carry (CreateBucketConfiguration,
-Delete). Bodies are capped (`XML_BODY_BYTES_MAX`) by the caller before they get here; a
-document type declaration is refused outright (no entity expansion, no external
-entities), and anything that is not the expected shape is `MalformedXML`. Element names
-are matched without their namespace, as S3 does.
+Delete, VersioningConfiguration). Bodies are capped (`XML_BODY_BYTES_MAX`) by the caller
+before they get here; a document type declaration is refused outright (no entity
+expansion, no external entities), and anything that is not the expected shape is
+`MalformedXML`. Element names are matched without their namespace, as S3 does.
 
 Keys are written as they are; a key holding characters XML 1.0 cannot carry (control
 characters) only round-trips through a listing with `encoding-type=url`, which boto3 and
@@ -183,6 +183,73 @@ def list_objects_v1(result: ListResult, marker: str, next_marker: str | None) ->
     return _document(root)
 
 
+@dataclass(frozen=True, slots=True)
+class ListedVersion:
+    """A `Version` (an object) or, with `delete_marker`, a `DeleteMarker` entry."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    last_modified_s: float
+    etag: str
+    size: int
+    delete_marker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VersionsResult:
+    """A ListObjectVersions page, with keys, prefixes and markers already encoded."""
+
+    bucket: str
+    prefix: str
+    delimiter: str
+    key_marker: str
+    version_id_marker: str
+    max_keys: int
+    encoding_type: str | None
+    owner: str
+    versions: Sequence[ListedVersion]
+    """In key order and, per key, newest first: objects and markers interleaved."""
+    common_prefixes: Sequence[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+def list_versions(result: VersionsResult) -> bytes:
+    root = _root("ListVersionsResult")
+    _add(root, "Name", result.bucket)
+    _add(root, "Prefix", result.prefix)
+    _add(root, "KeyMarker", result.key_marker)
+    _add(root, "VersionIdMarker", result.version_id_marker)
+    if result.next_key_marker is not None:
+        _add(root, "NextKeyMarker", result.next_key_marker)
+    if result.next_version_id_marker is not None:
+        _add(root, "NextVersionIdMarker", result.next_version_id_marker)
+    _add(root, "MaxKeys", result.max_keys)
+    if result.delimiter:
+        _add(root, "Delimiter", result.delimiter)
+    if result.encoding_type:
+        _add(root, "EncodingType", result.encoding_type)
+    _add(root, "IsTruncated", _bool(result.is_truncated))
+    for item in result.versions:
+        entry = _add(root, "DeleteMarker" if item.delete_marker else "Version")
+        _add(entry, "Key", item.key)
+        _add(entry, "VersionId", item.version_id)
+        _add(entry, "IsLatest", _bool(item.is_latest))
+        _add(entry, "LastModified", iso8601(item.last_modified_s))
+        if not item.delete_marker:
+            _add(entry, "ETag", f'"{item.etag}"')
+            _add(entry, "Size", item.size)
+            _add(entry, "StorageClass", "STANDARD")
+        owner = _add(entry, "Owner")
+        _add(owner, "ID", result.owner)
+        _add(owner, "DisplayName", result.owner)
+    for prefix in result.common_prefixes:
+        _add(_add(root, "CommonPrefixes"), "Prefix", prefix)
+    return _document(root)
+
+
 def copy_object_result(etag: str, last_modified_s: float) -> bytes:
     root = _root("CopyObjectResult")
     _add(root, "LastModified", iso8601(last_modified_s))
@@ -194,13 +261,18 @@ def copy_object_result(etag: str, last_modified_s: float) -> bytes:
 class DeleteOutcome:
     key: str
     version_id: str | None = None
+    """The version the request named (None: the key's current object)."""
     delete_marker: bool = False
+    """A delete marker was written, or the version removed was one."""
+    delete_marker_version_id: str | None = None
     error_code: str | None = None
     error_message: str = ""
 
 
 def delete_result(outcomes: Iterable[DeleteOutcome], quiet: bool) -> bytes:
-    """Quiet mode reports only the failures, as S3 does."""
+    """Quiet mode reports only the failures, as S3 does. A deleted entry names the
+    version the request named; a marker written or removed is `DeleteMarker` with its
+    id."""
     root = _root("DeleteResult")
     for outcome in outcomes:
         if outcome.error_code is not None:
@@ -213,12 +285,12 @@ def delete_result(outcomes: Iterable[DeleteOutcome], quiet: bool) -> bytes:
         elif not quiet:
             element = _add(root, "Deleted")
             _add(element, "Key", outcome.key)
-            if outcome.version_id and outcome.version_id != "null":
+            if outcome.version_id:
                 _add(element, "VersionId", outcome.version_id)
             if outcome.delete_marker:
                 _add(element, "DeleteMarker", "true")
-                if outcome.version_id:
-                    _add(element, "DeleteMarkerVersionId", outcome.version_id)
+                if outcome.delete_marker_version_id:
+                    _add(element, "DeleteMarkerVersionId", outcome.delete_marker_version_id)
     return _document(root)
 
 
@@ -262,6 +334,31 @@ def parse_create_bucket(body: bytes) -> str | None:
     root = parse(body, "CreateBucketConfiguration")
     constraint = _text(root, "LocationConstraint")
     return constraint.strip() or None if constraint is not None else None
+
+
+VERSIONING_STATUSES = ("Enabled", "Suspended")
+
+
+def parse_versioning(body: bytes) -> str:
+    """The Status of a VersioningConfiguration: "Enabled" or "Suspended" (there is no way
+    back to unversioned in S3). MFA delete is not served: `MfaDelete` may only be
+    `Disabled`."""
+    if not body.strip():
+        raise S3Error("MalformedXML", "a VersioningConfiguration body is required")
+    root = parse(body, "VersioningConfiguration")
+    mfa_delete = _text(root, "MfaDelete")
+    if mfa_delete is not None and mfa_delete.strip() != "Disabled":
+        if mfa_delete.strip() == "Enabled":
+            raise S3Error("NotImplemented", "MFA delete is not supported")
+        raise S3Error("MalformedXML", "MfaDelete must be Enabled or Disabled")
+    status = (_text(root, "Status") or "").strip()
+    if status not in VERSIONING_STATUSES:
+        raise S3Error(
+            "IllegalVersioningConfigurationException",
+            "The versioning configuration specified in the request is invalid:"
+            " Status must be Enabled or Suspended",
+        )
+    return status
 
 
 @dataclass(frozen=True, slots=True)

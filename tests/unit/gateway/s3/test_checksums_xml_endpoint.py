@@ -190,7 +190,7 @@ def test_routes(
     ("method", "target", "code"),
     [
         ("GET", "/b?acl", "NotImplemented"),
-        ("PUT", "/b?versioning", "NotImplemented"),
+        ("DELETE", "/b?versioning", "NotImplemented"),
         ("PUT", "/b/k?tagging", "NotImplemented"),
         ("POST", "/b/k", "MethodNotAllowed"),
         ("DELETE", "/", "MethodNotAllowed"),
