@@ -397,7 +397,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         self._counts: dict[str, _Counts] = {}
         self.uploads = UploadTable()
         self._fences: dict[str, int] = {}
-        self._seeds: dict[int, bytes] = {}
+        self._seeds: dict[int, _Seed] = {}
 
     # Queries ------------------------------------------------------------------------------
 
@@ -450,7 +450,8 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
 
     def seed(self, group: int) -> bytes | None:
         """The seed of a group split off this shard, while it is kept (see `DropSeed`)."""
-        return self._seeds.get(group)
+        seed = self._seeds.get(group)
+        return seed.encoded() if seed is not None else None
 
     def seed_groups(self) -> list[int]:
         return sorted(self._seeds)
@@ -664,13 +665,15 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
 
     def split_snapshot(self, at: bytes, new_shard_id: int) -> bytes:
         """A snapshot of `[at, end)` as shard `new_shard_id`, to seed the new group."""
+        return _snapshots.encode(self._split_state(at, new_shard_id))
+
+    def _split_state(self, at: bytes, new_shard_id: int) -> _SnapshotV1:
         if not (self.owns(at) and at > self.start):
             raise KeyOutOfRange(f"split point {at!r} is not inside this shard")
         keys = [_KeyEntry(k, self._versions[k]) for k in self._keys[bisect_left(self._keys, at) :]]
         uploads = self.uploads.entries(at)
         fences = self._fence_list()  # both halves keep every name: they may hold its keys
-        snap = _SnapshotV1(0, new_shard_id, at, self.end, keys, uploads, [], fences)
-        return _snapshots.encode(snap)
+        return _SnapshotV1(0, new_shard_id, at, self.end, keys, uploads, [], fences)
 
     # Commands -----------------------------------------------------------------------------
 
@@ -811,7 +814,13 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         if command.seed_group:
             if command.seed_group == self.shard_id:
                 raise ObjectIndexError("a shard cannot seed itself")
-            self._seeds[command.seed_group] = self.split_snapshot(command.end, command.seed_group)
+            # Kept as objects: encoding the half of a big shard takes a while (0.2 s for
+            # 25,000 keys), and `seed` does it later, off the log's apply path. Nothing
+            # changes them meanwhile: the keys leave this shard below, and versions are
+            # replaced, never changed in place.
+            self._seeds[command.seed_group] = _Seed(
+                self._split_state(command.end, command.seed_group)
+            )
         dropped = self._keys[bisect_left(self._keys, command.end) :]  # a copy
         for encoded in dropped:
             bucket = encoded[: encoded.index(b"\x00")].decode()
@@ -857,7 +866,7 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             self.uploads.entries(),
             self.uploads.completed_entries(),
             self._fence_list(),
-            sorted(self._seeds.items()),
+            sorted((group, seed.encoded()) for group, seed in self._seeds.items()),
         )
         return _snapshots.encode(snap)
 
@@ -869,8 +878,25 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
             self._replace(bucket, entry.encoded_key, entry.versions)
         self.uploads.restore(snap.uploads, snap.completed_uploads)
         self._fences = {fence.name: fence.token for fence in snap.fences}
-        self._seeds = dict(snap.seeds)
+        self._seeds = {group: _Seed(None, data) for group, data in snap.seeds}
         self.applied_index = snap.applied_index
+
+
+@dataclass
+class _Seed:
+    """A seed kept by a shard: the state cut off, encoded on first use and then kept."""
+
+    state: _SnapshotV1 | None
+    data: bytes | None = None
+
+    def encoded(self) -> bytes:
+        """The seed's bytes (`ShardHosting` may ask from a thread while a snapshot asks on
+        the event loop: both get the same bytes, so neither waits for the other)."""
+        data = self.data
+        if data is None:
+            assert self.state is not None
+            data = self.data = _snapshots.encode(self.state)
+        return data
 
 
 def _version_entry(key: str, version: ObjectVersion, is_latest: bool) -> VersionEntry:

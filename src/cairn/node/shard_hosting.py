@@ -153,15 +153,22 @@ class ShardHosting:
             self._refuse(shard.group_id, "a group split off earlier that was never started here")
             return None
         parent = self.host.groups.get(shard.parent)
-        seed = None
-        if parent is not None and isinstance(parent.machine, IndexShard):
-            seed = parent.machine.seed(shard.group_id)
-        if seed is None:
+        machine = parent.machine if parent is not None else None
+        if not isinstance(machine, IndexShard) or shard.group_id not in machine.seed_groups():
             return None
         state = IndexShard(shard.group_id)
-        # Decoding a big seed takes a while (0.5 s for 50,000 keys): in a thread, so the
-        # event loop keeps serving (and ticking every Raft group) meanwhile.
-        await asyncio.to_thread(state.restore, seed)
+
+        def build() -> bytes | None:
+            # Encoding and decoding a big seed take a while (0.2 s and 0.25 s for 25,000
+            # keys): in a thread, so the event loop keeps serving and ticking meanwhile.
+            data = machine.seed(shard.group_id)
+            if data is not None:
+                state.restore(data)
+            return data
+
+        seed = await asyncio.to_thread(build)
+        if seed is None:
+            return None  # dropped meanwhile: this node hosts it already, or never will
         if (state.start, state.end) != (shard.start, shard.end):
             self._refuse(shard.group_id, "the seed covers another range than the directory says")
             return None
