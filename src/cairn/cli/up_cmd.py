@@ -58,7 +58,7 @@ class _Interrupted(Exception):
     "assignments",
     multiple=True,
     metavar="FIELD=VALUE",
-    help="A config field for every node (repeatable), e.g. --set index_split_keys=50000.",
+    help="A config field for every node (repeatable), e.g. --set index_split_keys=40000.",
 )
 def up(nodes: int, data_dir: str, secret: str, raft: bool, assignments: tuple[str, ...]) -> None:
     """Start NODES node processes on 127.0.0.1 and keep them running until Ctrl-C."""

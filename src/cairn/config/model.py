@@ -103,7 +103,7 @@ class CairnConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Index shards (stop 15): the root leader splits a shard holding more keys than
     # index_split_keys, or applying more commands per second than index_split_ops_per_s
     # for a few seconds in a row (0: never, for either), and spreads shard leaders.
-    index_split_keys: Annotated[int, msgspec.Meta(ge=0)] = 100_000
+    index_split_keys: Annotated[int, msgspec.Meta(ge=0)] = 50_000
     index_split_ops_per_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     index_balance_leaders: bool = True
     # Multipart uploads (issue 7): the shard leaders abort uploads older than this

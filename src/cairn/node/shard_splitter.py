@@ -73,7 +73,7 @@ LEADER_SKEW_MAX = 1
 
 @dataclass(frozen=True)
 class SplitPolicy:
-    keys_max: int = 100_000
+    keys_max: int = 50_000
     """Split a shard holding more keys than this; 0: never split by size."""
     ops_per_s_max: float = 0.0
     """Split a shard applying more commands per second than this; 0: never by load."""

@@ -98,11 +98,11 @@ def status_json(data: Path) -> dict[str, Any]:
 
 def test_up_prints_writes_reports_ready_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     data = tmp_path / "local"
-    up, printed = start_up(data, 3, "--set", "index_split_keys=50000")
+    up, printed = start_up(data, 3, "--set", "index_split_keys=40000")
     try:
         for node in printed["nodes"]:  # --set reaches every node
             argv = Path(f"/proc/{node['pid']}/cmdline").read_bytes().split(b"\0")
-            assert b"index_split_keys=50000" in argv
+            assert b"index_split_keys=40000" in argv
         written = json.loads((data / "cluster.json").read_text())
         assert printed == written
         assert printed["cluster_secret"] == SECRET
