@@ -25,7 +25,7 @@ Machine errors arrive as `RemoteError` with the S3-style code of the machine's e
 import asyncio
 import bisect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -415,9 +415,7 @@ class MetaClient:
         async def read(directory: DirectoryReply) -> ListPage:
             entries: list[ListEntry] = []
             prefixes: list[str] = []
-            for shard in shards_from(directory.shards, low):
-                if shard.start > bucket.encode() + b"\x01":
-                    break  # past every key of the bucket
+            for shard in bucket_shards(directory.shards, bucket, low):
                 request = ObjectList(
                     shard.group_id,
                     bucket,
@@ -444,7 +442,7 @@ class MetaClient:
                         resume = max(resume, after) if after is not None else resume
                     return ListPage(entries, prefixes, True, encode_token(resume))
                 entries += page.entries
-                prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+                add_prefixes(prefixes, page.common_prefixes)
                 if page.is_truncated:
                     return ListPage(entries, prefixes, True, page.next_continuation_token)
             return ListPage(entries, prefixes, False, None)
@@ -471,9 +469,7 @@ class MetaClient:
         async def read(directory: DirectoryReply) -> VersionsPage:
             entries: list[VersionEntry] = []
             prefixes: list[str] = []
-            for shard in shards_from(directory.shards, low):
-                if shard.start > bucket.encode() + b"\x01":
-                    break  # past every key of the bucket
+            for shard in bucket_shards(directory.shards, bucket, low):
                 request = ObjectVersionsList(
                     shard.group_id,
                     bucket,
@@ -495,7 +491,7 @@ class MetaClient:
                     # more: the next page resumes after the last item returned.
                     return VersionsPage(entries, prefixes, True, *_last_item(entries, prefixes))
                 entries += page.entries
-                prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+                add_prefixes(prefixes, page.common_prefixes)
                 if page.is_truncated:
                     return VersionsPage(
                         entries,
@@ -559,6 +555,21 @@ def _shard_of(shards: list[ShardInfo], encoded_key: bytes) -> ShardInfo:
     ordered = sorted(shards, key=lambda s: s.start)
     starts = [s.start for s in ordered]
     return ordered[max(0, bisect.bisect_right(starts, encoded_key) - 1)]
+
+
+def bucket_shards(shards: list[ShardInfo], bucket: str, low: bytes) -> Iterator[ShardInfo]:
+    """The shards a listing of `bucket` visits, in key order: from the one holding the
+    encoded key `low` to the last one that can hold a key of the bucket."""
+    for shard in shards_from(shards, low):
+        if shard.start > bucket.encode() + b"\x01":
+            return  # past every key of the bucket
+        yield shard
+
+
+def add_prefixes(prefixes: list[str], more: list[str]) -> None:
+    """Append a shard's common prefixes to a page's; one that spans a shard boundary
+    (so both shards return it) is reported once."""
+    prefixes += [p for p in more if not prefixes or p != prefixes[-1]]
 
 
 def shards_from(shards: list[ShardInfo], encoded_key: bytes) -> list[ShardInfo]:

@@ -35,7 +35,7 @@ from cairn.meta.uploads import (
     UploadsPage,
 )
 from cairn.meta.write_condition import Fence, WriteCondition
-from cairn.node.meta_client import MetaClient, shards_from
+from cairn.node.meta_client import MetaClient, add_prefixes, bucket_shards
 from cairn.node.meta_messages import Consistency, DirectoryReply, ShardBounds
 from cairn.node.upload_messages import (
     UploadListQuery,
@@ -161,9 +161,7 @@ class UploadClient:
         async def read(directory: DirectoryReply) -> UploadsPage:
             uploads: list[UploadInfo] = []
             prefixes: list[str] = []
-            for shard in shards_from(directory.shards, low):
-                if shard.start > bucket.encode() + b"\x01":
-                    break  # past every key of the bucket
+            for shard in bucket_shards(directory.shards, bucket, low):
                 request = UploadListQuery(
                     shard.group_id,
                     bucket,
@@ -186,7 +184,7 @@ class UploadClient:
                     key, upload_id = _last_marker(uploads, prefixes)
                     return UploadsPage(uploads, prefixes, True, key, upload_id)
                 uploads += page.uploads
-                prefixes += [p for p in page.common_prefixes if not prefixes or p != prefixes[-1]]
+                add_prefixes(prefixes, page.common_prefixes)
                 if page.is_truncated:
                     return UploadsPage(
                         uploads, prefixes, True, page.next_key_marker, page.next_upload_id_marker
