@@ -1,6 +1,7 @@
 """Splitting index shards by size and load, and spreading their leaders; root leader only.
 
-Theory of operation. Each round (`RootDuties` calls `run_once` on the root group's leader):
+Theory of operation. The root group's leader runs a round (`run_once`) every
+`heartbeat_interval_s`, and at once whenever its directory shows a split pending:
 
 1. **Finish the pending split, if there is one.** A split is three steps in three places,
    and the directory remembers that it is pending (`ShardInfo.parent`) until the last
@@ -11,8 +12,9 @@ Theory of operation. Each round (`RootDuties` calls `run_once` on the root group
    b. `ShrinkRange(at, seed_group)` in the old group: it cuts the range off and keeps it
       as the new group's seed, at one log index on every replica (`meta.index`); each
       node then starts its replica of the new group from that seed (`ShardHosting`);
-   c. once every replica of the new group answers for it, `DropSeed` in the old group
-      and `SplitDone` in the root group.
+   c. once a majority of the new group's replicas host it, the old group's leader
+      stands for election in it (no election timeout to wait out); once every replica
+      does, `DropSeed` in the old group and `SplitDone` in the root group.
    Every step is idempotent, so a round that dies anywhere is simply run again. Between
    (a) and (b) the old group still owns its whole range; readers that follow the new
    directory get `no_such_group` from the new group, or `WrongShard` from a listing that
