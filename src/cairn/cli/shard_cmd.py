@@ -87,6 +87,20 @@ def readable_end(end: bytes | None) -> str:
     return "+inf" if end is None else readable_key(end)
 
 
+def range_json(shard: ShardInfo) -> dict[str, object]:
+    """A shard's range, replicas and state as `--json` shows them."""
+    return {
+        "group_id": shard.group_id,
+        "start": readable_start(shard.start),
+        "end": readable_end(shard.end),
+        "start_hex": shard.start.hex(),
+        "end_hex": None if shard.end is None else shard.end.hex(),
+        "replicas": list(shard.replicas),
+        "epoch": shard.epoch,
+        "pending": shard.parent != 0,
+    }
+
+
 def parse_split_point(text: str) -> bytes:
     """`BUCKET/KEY` as the encoded key to split at; click.BadParameter when it is not one."""
     bucket, slash, key = text.partition("/")
@@ -115,15 +129,8 @@ class ShardRow:
     def to_json(self) -> dict[str, object]:
         shard, stats = self.shard, self.stats
         return {
-            "group_id": shard.group_id,
-            "start": readable_start(shard.start),
-            "end": readable_end(shard.end),
-            "start_hex": shard.start.hex(),
-            "end_hex": None if shard.end is None else shard.end.hex(),
-            "replicas": list(shard.replicas),
-            "epoch": shard.epoch,
+            **range_json(shard),
             "parent": shard.parent,
-            "pending": shard.parent != 0,
             "keys": None if stats is None else stats.key_count,
             "objects": None if stats is None else stats.stats.objects,
             "versions": None if stats is None else stats.stats.versions,
@@ -265,19 +272,7 @@ async def _wait_done(meta: MetaClient, group_id: int, wait_seconds: float) -> Sh
 def _split_json(
     made: ShardInfo, done: ShardInfo | None, waited_s: float | None
 ) -> dict[str, object]:
-    now = done or made
-    return {
-        "group_id": now.group_id,
-        "split_from": made.parent,
-        "start": readable_start(now.start),
-        "end": readable_end(now.end),
-        "start_hex": now.start.hex(),
-        "end_hex": None if now.end is None else now.end.hex(),
-        "replicas": list(now.replicas),
-        "epoch": now.epoch,
-        "pending": now.parent != 0,
-        "waited_s": waited_s,
-    }
+    return {**range_json(done or made), "split_from": made.parent, "waited_s": waited_s}
 
 
 @shard.command("split")

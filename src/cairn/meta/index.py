@@ -500,14 +500,9 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         max_uploads: int = 1000,
     ) -> UploadsPage:
         """One page of ListMultipartUploads over this shard."""
-        validate_bucket_name(bucket)
-        for what, value in (
-            ("prefix", prefix),
-            ("delimiter", delimiter),
-            ("key-marker", key_marker),
-        ):
-            if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
-                raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+        _check_list_arguments(
+            bucket, {"prefix": prefix, "delimiter": delimiter, "key-marker": key_marker}
+        )
         return self.uploads.list_uploads(
             bucket.encode() + b"\x00",
             prefix,
@@ -527,17 +522,11 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         max_keys: int = LIST_KEYS_MAX,
     ) -> ListPage:
         """One page of ListObjectsV2 over this shard (see the module docstring)."""
-        validate_bucket_name(bucket)
-        if max_keys < 0:
-            raise InvalidListArgument(f"max-keys must be >= 0: {max_keys}")
-        max_keys = min(max_keys, LIST_KEYS_MAX)
-        for what, value in (
-            ("prefix", prefix),
-            ("delimiter", delimiter),
-            ("start-after", start_after),
-        ):
-            if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
-                raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+        max_keys = _check_list_arguments(
+            bucket,
+            {"prefix": prefix, "delimiter": delimiter, "start-after": start_after},
+            max_keys,
+        )
         if continuation_token is not None:
             resume = decode_token(continuation_token)
         else:
@@ -588,18 +577,13 @@ class IndexShard(ReplicatedMachine[IndexCommand]):
         A `version_id_marker` needs a `key_marker`; one that names no version of a key
         this shard holds is `InvalidArgument` (resuming elsewhere would repeat or skip
         versions), while a marker key with no versions here just resumes after it."""
-        validate_bucket_name(bucket)
-        if max_keys < 0:
-            raise InvalidListArgument(f"max-keys must be >= 0: {max_keys}")
-        max_keys = min(max_keys, LIST_KEYS_MAX)
-        for what, value in (
-            ("prefix", prefix),
-            ("delimiter", delimiter),
-            ("key-marker", key_marker),
-            ("version-id-marker", version_id_marker),
-        ):
-            if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
-                raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+        texts = {
+            "prefix": prefix,
+            "delimiter": delimiter,
+            "key-marker": key_marker,
+            "version-id-marker": version_id_marker,
+        }
+        max_keys = _check_list_arguments(bucket, texts, max_keys)
         if version_id_marker and not key_marker:
             raise InvalidListArgument("a version-id-marker cannot be given without a key-marker")
         base = bucket.encode() + b"\x00"
@@ -897,6 +881,18 @@ class _Seed:
             assert self.state is not None
             data = self.data = _snapshots.encode(self.state)
         return data
+
+
+def _check_list_arguments(bucket: str, texts: dict[str, str], max_keys: int = 0) -> int:
+    """Check a listing's bucket name and text arguments (by their S3 names); `max_keys`
+    clamped to `LIST_KEYS_MAX`. Raises the typed errors."""
+    validate_bucket_name(bucket)
+    if max_keys < 0:
+        raise InvalidListArgument(f"max-keys must be >= 0: {max_keys}")
+    for what, value in texts.items():
+        if len(value.encode()) > OBJECT_KEY_BYTES_MAX:
+            raise InvalidListArgument(f"{what} longer than {OBJECT_KEY_BYTES_MAX} bytes")
+    return min(max_keys, LIST_KEYS_MAX)
 
 
 def _version_entry(key: str, version: ObjectVersion, is_latest: bool) -> VersionEntry:

@@ -489,7 +489,9 @@ class MetaClient:
                 if page.is_truncated and full:
                     # The page filled up at the end of the previous shard and this one holds
                     # more: the next page resumes after the last item returned.
-                    return VersionsPage(entries, prefixes, True, *_last_item(entries, prefixes))
+                    last = (entries[-1].key, entries[-1].version_id) if entries else None
+                    key, version_id = resume_markers(last, prefixes)
+                    return VersionsPage(entries, prefixes, True, key, version_id or None)
                 entries += page.entries
                 add_prefixes(prefixes, page.common_prefixes)
                 if page.is_truncated:
@@ -541,14 +543,13 @@ class MetaClient:
         return await self.over_shards(read, fresh=True)
 
 
-def _last_item(entries: list[VersionEntry], prefixes: list[str]) -> tuple[str, str | None]:
-    """The markers that resume a versions listing after the last item of a page (the
-    greater of its last version's key and its last common prefix: the page is in key
-    order, and a key never equals a common prefix, which ends with the delimiter that
-    would have rolled the key up)."""
-    if entries and (not prefixes or entries[-1].key > prefixes[-1]):
-        return entries[-1].key, entries[-1].version_id
-    return prefixes[-1], None
+def resume_markers(last: tuple[str, str] | None, prefixes: list[str]) -> tuple[str, str]:
+    """(key marker, id marker) that resume a marker-paged listing (versions, uploads)
+    after the last item of a page: the later of its last entry, `last` as (key, id), and
+    its last common prefix, as (prefix, ""). The page is in key order, and a key never
+    equals a common prefix, which ends with the delimiter that would have rolled it up."""
+    candidates = [c for c in (last, (prefixes[-1], "") if prefixes else None) if c is not None]
+    return max(candidates, default=("", ""))
 
 
 def _shard_of(shards: list[ShardInfo], encoded_key: bytes) -> ShardInfo:

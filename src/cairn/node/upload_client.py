@@ -35,7 +35,7 @@ from cairn.meta.uploads import (
     UploadsPage,
 )
 from cairn.meta.write_condition import Fence, WriteCondition
-from cairn.node.meta_client import MetaClient, add_prefixes, bucket_shards
+from cairn.node.meta_client import MetaClient, add_prefixes, bucket_shards, resume_markers
 from cairn.node.meta_messages import Consistency, DirectoryReply, ShardBounds
 from cairn.node.upload_messages import (
     UploadListQuery,
@@ -181,7 +181,8 @@ class UploadClient:
                 if page.is_truncated and full:
                     # Full at the end of the previous shard, and this one holds more: resume
                     # after the last item returned (shards hold disjoint, ordered keys).
-                    key, upload_id = _last_marker(uploads, prefixes)
+                    last = (uploads[-1].key, uploads[-1].upload_id) if uploads else None
+                    key, upload_id = resume_markers(last, prefixes)
                     return UploadsPage(uploads, prefixes, True, key, upload_id)
                 uploads += page.uploads
                 add_prefixes(prefixes, page.common_prefixes)
@@ -192,10 +193,3 @@ class UploadClient:
             return UploadsPage(uploads, prefixes, False, "", "")
 
         return await self.meta.over_shards(read)
-
-
-def _last_marker(uploads: list[UploadInfo], prefixes: list[str]) -> tuple[str, str]:
-    """(key marker, upload id marker) that resume after the last item of a page."""
-    last_upload = (uploads[-1].key, uploads[-1].upload_id) if uploads else ("", "")
-    last_prefix = (prefixes[-1], "") if prefixes else ("", "")
-    return max(last_upload, last_prefix)
